@@ -25,3 +25,126 @@ export async function stopAll(): Promise<void> {
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
   if (db) await (await db).stop();
 }
+
+// ---- query-grpc in-process, and a client that gathers a whole result ----
+
+import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import {
+  type Column,
+  type DeepPartial,
+  type ExecuteRequest,
+  type ExecuteResponse,
+  QueryError,
+  QueryServiceClient,
+  type ResultFooter,
+} from "../proto/gen/querygate/v1/query.js";
+import { loadConfig } from "../services/query-grpc/src/config.js";
+import { type QueryGrpcServer, startQueryGrpc } from "../services/query-grpc/src/server.js";
+import { createLogger } from "../services/shared/src/logger.js";
+
+export const silentLogger = createLogger("test", process.env.TEST_LOG_LEVEL ?? "silent");
+
+/** Starts query-grpc against the test database on a free loopback port. */
+export async function startGrpc(
+  env: Record<string, string> = {},
+): Promise<QueryGrpcServer & { target: string }> {
+  const { url } = await database();
+  const config = loadConfig({ DATABASE_URL: url, GRPC_PORT: "0", HEALTH_INTERVAL_MS: "200", ...env });
+  const server = await startQueryGrpc(config, silentLogger);
+  let closed = false;
+  const close = async (graceMs?: number) => {
+    if (closed) return;
+    closed = true;
+    await server.close(graceMs);
+  };
+  atEnd(() => close());
+  return { ...server, close, port: server.port, health: server.health, target: `127.0.0.1:${server.port}` };
+}
+
+export function grpcClient(target: string): QueryServiceClient {
+  const client = new QueryServiceClient(target, credentials.createInsecure());
+  atEnd(async () => client.close());
+  return client;
+}
+
+export interface GatheredResult {
+  columns: Column[];
+  rows: Array<Array<string | null>>;
+  footer: ResultFooter | undefined;
+  messages: ExecuteResponse[];
+}
+
+export interface GatheredError {
+  code: number;
+  details: string;
+  error: QueryError | undefined;
+  metadata: Metadata;
+}
+
+/** Runs Execute and gathers the stream; rejects with a GatheredError on a non-OK status. */
+export function execute(
+  client: QueryServiceClient,
+  request: DeepPartial<ExecuteRequest>,
+  metadata: Metadata = new Metadata(),
+  options: { deadline?: Date } = {},
+): Promise<GatheredResult> {
+  return new Promise((resolve, reject) => {
+    const result: GatheredResult = { columns: [], rows: [], footer: undefined, messages: [] };
+    const call = client.execute(
+      { sql: "", params: [], options: undefined, ...request } as ExecuteRequest,
+      metadata,
+      options,
+    );
+    call.on("data", (message: ExecuteResponse) => {
+      result.messages.push(message);
+      if (message.header) result.columns = message.header.columns;
+      if (message.rows) {
+        for (const row of message.rows.rows) {
+          const values: Array<string | null> = [...row.values];
+          for (const i of row.nullColumns) values[i] = null;
+          result.rows.push(values);
+        }
+      }
+      if (message.footer) result.footer = message.footer;
+    });
+    call.on("error", (error: ServiceError) => {
+      const bin = error.metadata?.get("querygate-error-bin")[0];
+      reject({
+        code: error.code,
+        details: error.details,
+        error: bin ? QueryError.decode(bin as Buffer) : undefined,
+        metadata: error.metadata,
+      } satisfies GatheredError);
+    });
+    call.on("end", () => resolve(result));
+  });
+}
+
+/** Expects execute() to fail and returns the error. */
+export async function executeError(
+  client: QueryServiceClient,
+  request: DeepPartial<ExecuteRequest>,
+  metadata?: Metadata,
+  options?: { deadline?: Date },
+): Promise<GatheredError> {
+  try {
+    await execute(client, request, metadata, options);
+  } catch (error) {
+    return error as GatheredError;
+  }
+  throw new Error(`expected ${JSON.stringify(request.sql)} to fail, but it succeeded`);
+}
+
+/** Polls `check` until it returns true or the deadline passes. */
+export async function eventually(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 5000,
+  what = "condition",
+) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}

@@ -1,0 +1,84 @@
+// The one place where a gRPC status from query-grpc (or a problem with the
+// HTTP request itself) becomes an HTTP status and a JSON error body.
+import { type ServiceError, status } from "@grpc/grpc-js";
+import { QueryError } from "../../../proto/gen/querygate/v1/query.js";
+
+/** gRPC code → HTTP status, after connect-es's table; FAILED_PRECONDITION is 409 here: it always means a conflict with the data. */
+const httpStatusForCode: Record<number, number> = {
+  [status.OK]: 200,
+  [status.CANCELLED]: 499,
+  [status.UNKNOWN]: 500,
+  [status.INVALID_ARGUMENT]: 400,
+  [status.DEADLINE_EXCEEDED]: 504,
+  [status.NOT_FOUND]: 404,
+  [status.ALREADY_EXISTS]: 409,
+  [status.PERMISSION_DENIED]: 403,
+  [status.RESOURCE_EXHAUSTED]: 429,
+  [status.FAILED_PRECONDITION]: 409,
+  [status.ABORTED]: 409,
+  [status.OUT_OF_RANGE]: 400,
+  [status.UNIMPLEMENTED]: 501,
+  [status.INTERNAL]: 500,
+  [status.UNAVAILABLE]: 503,
+  [status.DATA_LOSS]: 500,
+  [status.UNAUTHENTICATED]: 401,
+};
+
+/** RESOURCE_EXHAUSTED is refined by querygate's failure kind. */
+const httpStatusForKind: Record<string, number> = {
+  too_large: 413,
+  overloaded: 503,
+};
+
+export interface HttpError {
+  status: number;
+  headers: Record<string, string>;
+  body: {
+    error: {
+      /** SQLSTATE when PostgreSQL raised the error, otherwise a querygate code such as "unavailable". */
+      code: string;
+      message: string;
+      detail?: string;
+      hint?: string;
+      position?: number;
+      /** The gRPC status name behind the HTTP status, e.g. "INVALID_ARGUMENT". */
+      grpcStatus: string;
+    };
+  };
+}
+
+/** An error the bridge raises about the HTTP request itself, before any gRPC call. */
+export function requestError(httpStatus: number, code: string, message: string): HttpError {
+  const grpcStatus = httpStatus === 413 ? "RESOURCE_EXHAUSTED" : "INVALID_ARGUMENT";
+  return { status: httpStatus, headers: {}, body: { error: { code, message, grpcStatus } } };
+}
+
+export function fromGrpcError(error: ServiceError): HttpError {
+  const bin = error.metadata?.get("querygate-error-bin")[0];
+  const detail = bin instanceof Buffer ? QueryError.decode(bin) : undefined;
+  const code = error.code ?? status.UNKNOWN;
+  const kind = detail?.kind ?? "";
+  const httpStatus =
+    (code === status.RESOURCE_EXHAUSTED ? httpStatusForKind[kind] : undefined) ??
+    httpStatusForCode[code] ??
+    500;
+  const headers: Record<string, string> = {};
+  if (httpStatus === 401) headers["www-authenticate"] = "Bearer";
+  if (httpStatus === 503 || httpStatus === 429) headers["retry-after"] = "1";
+  const grpcStatus = status[code] ?? "UNKNOWN";
+  return {
+    status: httpStatus,
+    headers,
+    body: {
+      error: {
+        code: detail?.sqlstate || detail?.kind || grpcStatus.toLowerCase(),
+        // grpc-js's own failures (connection refused, ...) carry their text in details.
+        message: detail?.message || error.details || "request failed",
+        ...(detail?.detail ? { detail: detail.detail } : {}),
+        ...(detail?.hint ? { hint: detail.hint } : {}),
+        ...(detail?.position ? { position: detail.position } : {}),
+        grpcStatus,
+      },
+    },
+  };
+}

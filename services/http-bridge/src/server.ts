@@ -1,0 +1,50 @@
+// Starts the bridge's HTTP server from its configuration. Tests start it on port 0.
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import type { Logger } from "../../shared/src/logger.js";
+import { createApp } from "./app.js";
+import type { BridgeConfig } from "./config.js";
+import { createUpstream } from "./upstream.js";
+
+export interface BridgeServer {
+  readonly port: number;
+  /** /readyz fails at once, in-flight responses get `graceMs` to finish, then the server stops. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger): Promise<BridgeServer> {
+  const upstream = createUpstream(config.QUERY_GRPC_TARGET);
+  let ready = true;
+  let inFlight = 0;
+  const app = createApp({
+    upstream,
+    logger,
+    maxBodyBytes: config.MAX_BODY_BYTES,
+    maxJsonResponseBytes: config.MAX_JSON_RESPONSE_BYTES,
+    ready: () => ready,
+  });
+  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+    const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () => resolve(s));
+  });
+  server.on("request", (_req, res) => {
+    inFlight++;
+    res.on("close", () => inFlight--);
+  });
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ host: config.HOST, port, upstream: config.QUERY_GRPC_TARGET }, "http-bridge listening");
+
+  return {
+    port,
+    async close(graceMs = 0) {
+      ready = false;
+      const until = Date.now() + graceMs;
+      while (inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        if ("closeAllConnections" in server) server.closeAllConnections();
+      });
+      upstream.close();
+      logger.info("http-bridge stopped");
+    },
+  };
+}

@@ -1,0 +1,145 @@
+// Builds query-grpc from its configuration: the pool, the executor, and a
+// grpc-js server carrying QueryService, Health and Reflection side by side.
+// Tests start it in-process on port 0; main.ts starts it for real.
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import pg from "pg";
+import { HealthService } from "../../../proto/gen/grpc/health/v1/health.js";
+import { ServerReflectionService } from "../../../proto/gen/grpc/reflection/v1/reflection.js";
+import { QueryServiceService } from "../../../proto/gen/querygate/v1/query.js";
+import type { Logger } from "../../shared/src/logger.js";
+import type { QueryGrpcConfig } from "./config.js";
+import { ControlConnection } from "./control.js";
+import { QueryFailure } from "./errors.js";
+import { Executor } from "./executor.js";
+import { HEALTH_SERVICES, HealthState, healthHandlers, Serving } from "./health.js";
+import { queryServiceHandlers } from "./query-service.js";
+import { descriptorIndex, reflectionHandlers } from "./reflection.js";
+import { TypeNames } from "./type-names.js";
+
+export interface QueryGrpcServer {
+  readonly port: number;
+  readonly health: HealthState;
+  /**
+   * Graceful stop: health flips to NOT_SERVING, new calls are refused with
+   * UNAVAILABLE, in-flight calls get `graceMs` to finish, the rest are
+   * cancelled in PostgreSQL, then the pool closes.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+const REFLECTION_V1ALPHA = {
+  serverReflectionInfo: {
+    ...ServerReflectionService.serverReflectionInfo,
+    path: "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+  },
+} as const;
+
+export async function startQueryGrpc(
+  config: Readonly<QueryGrpcConfig>,
+  logger: Logger,
+): Promise<QueryGrpcServer> {
+  const pool = new pg.Pool({
+    connectionString: config.DATABASE_URL,
+    max: config.POOL_MAX,
+    connectionTimeoutMillis: config.CONNECT_TIMEOUT_MS,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+    application_name: "querygate",
+  });
+  // An idle connection that breaks (database restart) must not crash the process;
+  // the pool drops it and opens a new one on demand.
+  pool.on("error", (error) => logger.warn({ err: error.message }, "idle database connection lost"));
+
+  const control = new ControlConnection({
+    connectionString: config.DATABASE_URL,
+    connectionTimeoutMillis: config.CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+  });
+  const executor = new Executor(pool, new TypeNames(control), {
+    batchRows: config.BATCH_ROWS,
+    firstBatchRows: Math.min(100, config.BATCH_ROWS),
+  });
+
+  const health = new HealthState();
+  const checkDatabase = async () => {
+    try {
+      await control.query("select 1");
+      if (health.status !== Serving.SERVING) logger.info("database reachable: SERVING");
+      health.setDatabaseReachable(true);
+    } catch (error) {
+      if (health.status === Serving.SERVING)
+        logger.warn({ err: (error as Error).message }, "database unreachable: NOT_SERVING");
+      health.setDatabaseReachable(false);
+    }
+  };
+  await checkDatabase();
+  const healthTimer = setInterval(checkDatabase, config.HEALTH_INTERVAL_MS);
+  healthTimer.unref();
+
+  let accepting = true;
+  const inFlight = new Map<Promise<unknown>, (reason: QueryFailure) => void>();
+
+  const server = new Server({
+    "grpc.max_receive_message_length": config.MAX_REQUEST_BYTES,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  server.addService(
+    QueryServiceService,
+    queryServiceHandlers({
+      executor,
+      logger,
+      limits: {
+        defaultTimeoutMs: config.STATEMENT_TIMEOUT_MS,
+        maxTimeoutMs: config.MAX_STATEMENT_TIMEOUT_MS,
+      },
+      accepting: () => accepting,
+      track: (done, abort) => {
+        inFlight.set(done, abort);
+        void done.finally(() => inFlight.delete(done));
+      },
+    }),
+  );
+  server.addService(HealthService, healthHandlers(health));
+  const serviceNames = () => [
+    ...HEALTH_SERVICES.filter(Boolean),
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+  ];
+  const reflection = reflectionHandlers(descriptorIndex, serviceNames);
+  server.addService(ServerReflectionService, reflection);
+  server.addService(REFLECTION_V1ALPHA, reflection);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(
+      `${config.GRPC_HOST}:${config.GRPC_PORT}`,
+      ServerCredentials.createInsecure(),
+      (error, bound) => (error ? reject(error) : resolve(bound)),
+    );
+  });
+  logger.info({ host: config.GRPC_HOST, port }, "query-grpc listening");
+
+  return {
+    port,
+    health,
+    async close(graceMs = 0) {
+      accepting = false;
+      health.beginShutdown();
+      clearInterval(healthTimer);
+      const all = () => Promise.allSettled([...inFlight.keys()]);
+      const graceOver = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([all(), graceOver]);
+      for (const abort of inFlight.values()) {
+        abort(new QueryFailure("shutting_down", "server shut down before the statement finished"));
+      }
+      await all();
+      // Watch streams (health, reflection) never end on their own: give them a moment, then force.
+      await Promise.race([
+        new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
+      ]);
+      server.forceShutdown();
+      await Promise.all([pool.end(), control.close()]);
+      logger.info("query-grpc stopped");
+    },
+  };
+}
