@@ -1378,7 +1378,7 @@ export const QueryServiceService = {
    * header, zero or more row batches, exactly one footer. Errors end the
    * stream with a gRPC status; PostgreSQL's error fields travel in the
    * trailing metadata (`querygate-error-bin`, a serialized QueryError, plus
-   * the plain-text keys `sqlstate` and `pg-message`).
+   * the plain-text keys `sqlstate` and `querygate-error-kind`).
    */
   execute: {
     path: "/querygate.v1.QueryService/Execute" as const,
@@ -1397,7 +1397,7 @@ export interface QueryServiceServer extends UntypedServiceImplementation {
    * header, zero or more row batches, exactly one footer. Errors end the
    * stream with a gRPC status; PostgreSQL's error fields travel in the
    * trailing metadata (`querygate-error-bin`, a serialized QueryError, plus
-   * the plain-text keys `sqlstate` and `pg-message`).
+   * the plain-text keys `sqlstate` and `querygate-error-kind`).
    */
   execute: handleServerStreamingCall<ExecuteRequest, ExecuteResponse>;
 }
@@ -1408,7 +1408,7 @@ export interface QueryServiceClient extends Client {
    * header, zero or more row batches, exactly one footer. Errors end the
    * stream with a gRPC status; PostgreSQL's error fields travel in the
    * trailing metadata (`querygate-error-bin`, a serialized QueryError, plus
-   * the plain-text keys `sqlstate` and `pg-message`).
+   * the plain-text keys `sqlstate` and `querygate-error-kind`).
    */
   execute(request: ExecuteRequest, options?: Partial<CallOptions>): ClientReadableStream<ExecuteResponse>;
   execute(
