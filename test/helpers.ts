@@ -32,7 +32,7 @@ import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import {
   type Column,
   type DeepPartial,
-  type ExecuteRequest,
+  ExecuteRequest,
   type ExecuteResponse,
   QueryError,
   QueryServiceClient,
@@ -74,11 +74,15 @@ export interface GatheredResult {
   messages: ExecuteResponse[];
 }
 
-export interface GatheredError {
-  code: number;
-  details: string;
-  error: QueryError | undefined;
-  metadata: Metadata;
+export class GatheredError extends Error {
+  constructor(
+    readonly code: number,
+    readonly details: string,
+    readonly error: QueryError | undefined,
+    readonly metadata: Metadata,
+  ) {
+    super(`gRPC status ${code}: ${details}`);
+  }
 }
 
 /** Runs Execute and gathers the stream; rejects with a GatheredError on a non-OK status. */
@@ -90,11 +94,7 @@ export function execute(
 ): Promise<GatheredResult> {
   return new Promise((resolve, reject) => {
     const result: GatheredResult = { columns: [], rows: [], footer: undefined, messages: [] };
-    const call = client.execute(
-      { sql: "", params: [], options: undefined, ...request } as ExecuteRequest,
-      metadata,
-      options,
-    );
+    const call = client.execute(ExecuteRequest.fromPartial(request), metadata, options);
     call.on("data", (message: ExecuteResponse) => {
       result.messages.push(message);
       if (message.header) result.columns = message.header.columns;
@@ -109,12 +109,14 @@ export function execute(
     });
     call.on("error", (error: ServiceError) => {
       const bin = error.metadata?.get("querygate-error-bin")[0];
-      reject({
-        code: error.code,
-        details: error.details,
-        error: bin ? QueryError.decode(bin as Buffer) : undefined,
-        metadata: error.metadata,
-      } satisfies GatheredError);
+      reject(
+        new GatheredError(
+          error.code,
+          error.details,
+          bin ? QueryError.decode(bin as Buffer) : undefined,
+          error.metadata,
+        ),
+      );
     });
     call.on("end", () => resolve(result));
   });
@@ -130,7 +132,8 @@ export async function executeError(
   try {
     await execute(client, request, metadata, options);
   } catch (error) {
-    return error as GatheredError;
+    if (error instanceof GatheredError) return error;
+    throw error;
   }
   throw new Error(`expected ${JSON.stringify(request.sql)} to fail, but it succeeded`);
 }
@@ -147,4 +150,84 @@ export async function eventually(
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+// ---- the whole stack: query-grpc + http-bridge on loopback ----
+
+import pg from "pg";
+import { loadConfig as loadBridgeConfig } from "../services/http-bridge/src/config.js";
+import { type BridgeServer, startBridge } from "../services/http-bridge/src/server.js";
+
+export async function startBridgeFor(
+  target: string,
+  env: Record<string, string> = {},
+): Promise<BridgeServer & { url: string }> {
+  const config = loadBridgeConfig({ PORT: "0", QUERY_GRPC_TARGET: target, ...env });
+  const bridge = await startBridge(config, silentLogger);
+  let closed = false;
+  const close = async (graceMs?: number) => {
+    if (closed) return;
+    closed = true;
+    await bridge.close(graceMs);
+  };
+  atEnd(() => close());
+  return { port: bridge.port, close, url: `http://127.0.0.1:${bridge.port}` };
+}
+
+export async function startStack(
+  grpcEnv: Record<string, string> = {},
+  bridgeEnv: Record<string, string> = {},
+) {
+  const grpc = await startGrpc(grpcEnv);
+  const bridge = await startBridgeFor(grpc.target, bridgeEnv);
+  return { grpc, bridge, client: grpcClient(grpc.target), url: bridge.url };
+}
+
+/** A parsed JSON response body, inspected field by field in tests. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read arbitrary JSON shapes
+export type JsonBody = any;
+
+/** POST /query with a JSON body; returns status, headers and the parsed body. */
+export async function postQuery(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; body: JsonBody; text: string }> {
+  const response = await fetch(`${url}/query`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let parsed: unknown;
+  try {
+    parsed =
+      text.includes("\n") && response.headers.get("content-type")?.includes("ndjson")
+        ? text
+            .trim()
+            .split("\n")
+            .map((line) => JSON.parse(line))
+        : JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: response.status, headers: response.headers, body: parsed, text };
+}
+
+/** A superuser connection to the test database, for setting up and inspecting. */
+export async function adminClient(): Promise<pg.Client> {
+  const { url } = await database();
+  const client = new pg.Client(url);
+  await client.connect();
+  atEnd(() => client.end());
+  return client;
+}
+
+/** Statements of querygate's pool still active in PostgreSQL, other than `exceptPid`. */
+export async function runningStatements(admin: pg.Client, like: string): Promise<number> {
+  const result = await admin.query(
+    "select count(*)::int as n from pg_stat_activity where state = 'active' and query like $1 and pid <> pg_backend_pid()",
+    [like],
+  );
+  return result.rows[0].n as number;
 }

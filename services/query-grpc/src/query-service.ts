@@ -136,16 +136,19 @@ function streamWriter(
   countRows: (n: number) => void,
 ): ResultWriter {
   const write = (message: ExecuteResponse): Promise<void> => {
+    // A call that ended (cancel, deadline, shutdown) takes no more messages.
+    if (signal.aborted) return Promise.reject(signal.reason);
     if (call.write(message)) return Promise.resolve();
     // Backpressure: wait until the stream drains, or the call ends.
-    return new Promise((resolve) => {
-      const done = () => {
-        call.off("drain", done);
-        signal.removeEventListener("abort", done);
-        resolve();
+    return new Promise((resolve, reject) => {
+      const settle = () => {
+        call.off("drain", settle);
+        signal.removeEventListener("abort", settle);
+        if (signal.aborted) reject(signal.reason);
+        else resolve();
       };
-      call.on("drain", done);
-      signal.addEventListener("abort", done);
+      call.on("drain", settle);
+      signal.addEventListener("abort", settle);
     });
   };
   return {
