@@ -40,17 +40,26 @@ import {
 } from "../proto/gen/querygate/v1/query.js";
 import { loadConfig } from "../services/query-grpc/src/config.js";
 import { type QueryGrpcServer, startQueryGrpc } from "../services/query-grpc/src/server.js";
-import { createLogger } from "../services/shared/src/logger.js";
+import { createLogger, type Logger } from "../services/shared/src/logger.js";
 
 export const silentLogger = createLogger("test", process.env.TEST_LOG_LEVEL ?? "silent");
+
+/** The test database's URL with another login role and password. */
+export async function databaseUrlAs(user: string, password: string): Promise<string> {
+  const url = new URL((await database()).url);
+  url.username = user;
+  url.password = password;
+  return url.toString();
+}
 
 /** Starts query-grpc against the test database on a free loopback port. */
 export async function startGrpc(
   env: Record<string, string> = {},
+  logger: Logger = silentLogger,
 ): Promise<QueryGrpcServer & { target: string }> {
   const { url } = await database();
   const config = loadConfig({ DATABASE_URL: url, GRPC_PORT: "0", HEALTH_INTERVAL_MS: "200", ...env });
-  const server = await startQueryGrpc(config, silentLogger);
+  const server = await startQueryGrpc(config, logger);
   let closed = false;
   const close = async (graceMs?: number) => {
     if (closed) return;

@@ -71,8 +71,10 @@ t("cancelling mid-stream stops a large result and the connection is reused clean
     "the statement to stop",
   );
   // With a pool of one, this only works if the connection came back idle, outside any transaction.
-  const next = await execute(client, { sql: "select current_setting('application_name')" });
-  assert.equal(next.rows, [["querygate"]]);
+  const next = await execute(client, {
+    sql: "select current_setting('application_name') like 'querygate %'",
+  });
+  assert.equal(next.rows, [["t"]]);
 });
 
 t("after many cancellations the single pooled connection still answers", async () => {

@@ -1,29 +1,77 @@
 import { z } from "zod";
-import { env, parseConfig } from "../../shared/src/config.js";
+import { env, isLoopback, parseConfig } from "../../shared/src/config.js";
+import { credentialsConfigured } from "./credentials.js";
+import { DEFAULT_STATEMENT_KINDS, STATEMENT_KINDS } from "./statement-kinds.js";
 
-const schema = z.object({
-  DATABASE_URL: z
-    .string({ error: "required: a postgres:// URL of the database querygate fronts" })
-    .regex(/^postgres(ql)?:\/\//, "expected a postgres:// or postgresql:// URL"),
-  GRPC_HOST: env.string("127.0.0.1"),
-  GRPC_PORT: env.port(50051),
-  POOL_MAX: env.int(10, 1, 1000),
-  /** How long opening a new database connection may take before callers get UNAVAILABLE. */
-  CONNECT_TIMEOUT_MS: env.int(5000, 100, 600_000),
-  /** Statement timeout when the caller asks for none. */
-  STATEMENT_TIMEOUT_MS: env.int(30_000, 1, 86_400_000),
-  /** Upper bound on any statement timeout a caller may ask for. */
-  MAX_STATEMENT_TIMEOUT_MS: env.int(300_000, 1, 86_400_000),
-  /** Rows per streamed batch once the first, smaller batch has gone out. */
-  BATCH_ROWS: env.int(2000, 1, 100_000),
-  /** Largest gRPC request message accepted, in bytes. */
-  MAX_REQUEST_BYTES: env.int(4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
-  /** Interval of the database reachability check that drives grpc.health.v1. */
-  HEALTH_INTERVAL_MS: env.int(2000, 100, 60_000),
-  /** On SIGTERM, how long in-flight calls may run before they are cancelled. */
-  SHUTDOWN_GRACE_MS: env.int(20_000, 0, 3_600_000),
-  LOG_LEVEL: env.logLevel().default("info"),
-});
+const schema = z
+  .object({
+    DATABASE_URL: z
+      .string({ error: "required: a postgres:// URL of the database querygate fronts" })
+      .regex(/^postgres(ql)?:\/\//, "expected a postgres:// or postgresql:// URL"),
+    GRPC_HOST: env.string("127.0.0.1"),
+    GRPC_PORT: env.port(50051),
+    POOL_MAX: env.int(10, 1, 1000),
+    /** Callers that may wait for a busy pool; beyond them, RESOURCE_EXHAUSTED at once. */
+    POOL_MAX_WAITING: env.int(32, 0, 100_000),
+    /** How long a caller may wait for a pooled connection before RESOURCE_EXHAUSTED. */
+    POOL_WAIT_MS: env.int(2000, 0, 600_000),
+    /** DISCARD ALL ahead of every request (pipelined), so no session state passes between callers. */
+    RESET_SESSION: env.bool(true),
+    /** JSON file of API keys: [{name, sha256, role, readOnly, maxStatementMs, statements}]. */
+    API_KEYS_FILE: env.optionalString(),
+    /** HS256 shared secret (at least 32 bytes) for JWTs. */
+    JWT_SECRET_FILE: env.optionalString(),
+    /** PEM public key (RSA → RS256, P-256 → ES256) for JWTs. */
+    JWT_PUBLIC_KEY_FILE: env.optionalString(),
+    /** JWKS (JSON) of public keys for JWTs, matched by kid. */
+    JWT_JWKS_FILE: env.optionalString(),
+    /** Claim (or dotted path) naming the caller's PostgreSQL role. */
+    JWT_ROLE_CLAIM: env.string("role"),
+    /** Boolean claim that makes the caller read-only when true. */
+    JWT_READ_ONLY_CLAIM: env.string("read_only"),
+    JWT_AUDIENCE: env.optionalString(),
+    JWT_ISSUER: env.optionalString(),
+    JWT_CLOCK_TOLERANCE_S: env.int(30, 0, 3600),
+    /** Statement kinds JWT callers may run, comma-separated. */
+    JWT_STATEMENTS: z
+      .string()
+      .default(DEFAULT_STATEMENT_KINDS.join(","))
+      .transform((v) =>
+        v
+          .split(",")
+          .map((k) => k.trim())
+          .filter(Boolean),
+      )
+      .pipe(
+        z.array(
+          z.enum(STATEMENT_KINDS, {
+            error: `expected a comma-separated list of ${STATEMENT_KINDS.join(", ")}`,
+          }),
+        ),
+      ),
+    /** Explicit opt-in to listen beyond loopback with no credentials configured. */
+    ALLOW_UNAUTHENTICATED: env.bool(false),
+    /** How long opening a new database connection may take before callers get UNAVAILABLE. */
+    CONNECT_TIMEOUT_MS: env.int(5000, 100, 600_000),
+    /** Statement timeout when the caller asks for none. */
+    STATEMENT_TIMEOUT_MS: env.int(30_000, 1, 86_400_000),
+    /** Upper bound on any statement timeout a caller may ask for. */
+    MAX_STATEMENT_TIMEOUT_MS: env.int(300_000, 1, 86_400_000),
+    /** Rows per streamed batch once the first, smaller batch has gone out. */
+    BATCH_ROWS: env.int(2000, 1, 100_000),
+    /** Largest gRPC request message accepted, in bytes. */
+    MAX_REQUEST_BYTES: env.int(4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    /** Interval of the database reachability check that drives grpc.health.v1. */
+    HEALTH_INTERVAL_MS: env.int(2000, 100, 60_000),
+    /** On SIGTERM, how long in-flight calls may run before they are cancelled. */
+    SHUTDOWN_GRACE_MS: env.int(20_000, 0, 3_600_000),
+    LOG_LEVEL: env.logLevel().default("info"),
+  })
+  .refine((c) => credentialsConfigured(c) || isLoopback(c.GRPC_HOST) || c.ALLOW_UNAUTHENTICATED, {
+    path: ["GRPC_HOST"],
+    message:
+      "listening beyond loopback needs credentials (API_KEYS_FILE or JWT_*_FILE) or ALLOW_UNAUTHENTICATED=true",
+  });
 
 export type QueryGrpcConfig = z.infer<typeof schema>;
 

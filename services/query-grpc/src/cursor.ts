@@ -39,6 +39,8 @@ export class TransactionCursor {
   fields: FieldDescription[] | undefined;
   /** PostgreSQL's command tag once the statement completed, e.g. "INSERT 0 1". */
   commandTag: string | undefined;
+  /** Where an error struck: querygate's set-up, the caller's statement, or the checks before COMMIT. */
+  failedIn: "setup" | "statement" | "guard" | undefined;
 
   private connection: ProtocolConnection | undefined;
   private state: State = "new";
@@ -50,6 +52,8 @@ export class TransactionCursor {
   private syncSent = false;
   /** Set-up statements still to complete before the caller's statement starts. */
   private setupLeft: number;
+  /** Guard statements of finish() still to complete before its COMMIT. */
+  private guardsLeft = 0;
 
   constructor(
     private readonly setup: string[],
@@ -87,7 +91,8 @@ export class TransactionCursor {
   }
 
   handleDataRow(msg: { fields: RawRow }): void {
-    if (this.setupLeft > 0) return; // rows of set-up statements are not the caller's
+    // Rows of set-up and guard statements are not the caller's.
+    if (this.setupLeft > 0 || this.state === "finishing") return;
     this.rows.push(msg.fields);
   }
 
@@ -101,7 +106,10 @@ export class TransactionCursor {
       this.setupLeft--;
       return;
     }
-    if (this.state === "finishing") return; // COMMIT/ROLLBACK's own tag
+    if (this.state === "finishing") {
+      if (this.guardsLeft > 0) this.guardsLeft--;
+      return; // a guard's or COMMIT/ROLLBACK's own tag
+    }
     this.commandTag = msg.text;
     this.state = "complete";
     this.deliver();
@@ -123,7 +131,10 @@ export class TransactionCursor {
     // node-postgres ends the active query on an error: the ReadyForQuery that
     // follows our Sync goes to the client, not to us. So the cursor is done now.
     this.connection?.removeListener("noData", this.onNoData);
-    this.error ??= error;
+    if (this.error === undefined) {
+      this.error = error;
+      this.failedIn = this.setupLeft > 0 ? "setup" : this.guardsLeft > 0 ? "guard" : "statement";
+    }
     const code = (error as { code?: unknown }).code;
     const fromServer = typeof code === "string" && /^[0-9A-Z]{5}$/.test(code);
     if (fromServer && !this.syncSent) this.sync();
@@ -185,8 +196,12 @@ export class TransactionCursor {
     return this.state === "complete";
   }
 
-  /** Ends the transaction with COMMIT (or ROLLBACK) and waits for PostgreSQL's answer. */
-  finish(command: "COMMIT" | "ROLLBACK"): Promise<void> {
+  /**
+   * Ends the transaction with COMMIT (or ROLLBACK) and waits for PostgreSQL's
+   * answer. `guards` run first in the same pipeline; if one fails, the
+   * transaction is aborted and the COMMIT never happens.
+   */
+  finish(command: "COMMIT" | "ROLLBACK", guards: string[] = []): Promise<void> {
     if (this.state === "done") {
       return this.error !== undefined ? Promise.reject(this.error) : Promise.resolve();
     }
@@ -196,6 +211,12 @@ export class TransactionCursor {
     const con = this.connection;
     if (!con) return Promise.reject(new Error("cursor was never submitted"));
     this.state = "finishing";
+    this.guardsLeft = guards.length;
+    for (const guard of guards) {
+      con.parse({ text: guard });
+      con.bind({});
+      con.execute({ rows: 0 });
+    }
     con.parse({ text: command });
     con.bind({});
     con.execute({ rows: 0 });

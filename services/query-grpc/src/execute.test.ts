@@ -1,4 +1,4 @@
-import { status } from "@grpc/grpc-js";
+import { Metadata, status } from "@grpc/grpc-js";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { adminClient, execute, executeError, grpcClient, startGrpc } from "../../../test/helpers.js";
@@ -208,10 +208,11 @@ t("a statement that fails half-way leaves nothing behind", async () => {
   assert.equal(count.rows, [["0"]]);
 });
 
-t("several statements in one request are refused by PostgreSQL's extended protocol", async () => {
+t("several statements in one request are refused before anything runs", async () => {
   const error = await executeError(client, { sql: "select 1; select 2" });
   assert.is(error.code, status.INVALID_ARGUMENT);
-  assert.is(error.error?.sqlstate, "42601");
+  assert.is(error.error?.kind, "invalid_request");
+  assert.match(error.details, /one statement per Execute \(got 2\)/);
 });
 
 t("an empty statement is INVALID_ARGUMENT before anything runs", async () => {
@@ -225,12 +226,15 @@ t("a statement past its timeout is DEADLINE_EXCEEDED", async () => {
   assert.is(error.code, status.DEADLINE_EXCEEDED);
 });
 
-t("the application tag shows up as PostgreSQL's application_name", async () => {
-  const result = await execute(client, {
-    sql: "select current_setting('application_name')",
-    options: { applicationTag: "nightly-report" },
-  });
-  assert.equal(result.rows, [["querygate:nightly-report"]]);
+t("the application tag and the request id show up as PostgreSQL's application_name", async () => {
+  const metadata = new Metadata();
+  metadata.set("x-request-id", "req-42");
+  const result = await execute(
+    client,
+    { sql: "select current_setting('application_name')", options: { applicationTag: "nightly-report" } },
+    metadata,
+  );
+  assert.equal(result.rows, [["querygate:nightly-report req-42"]]);
 });
 
 t.run();

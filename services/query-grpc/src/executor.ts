@@ -6,6 +6,7 @@
 import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../proto/gen/querygate/v1/query.js";
+import type { Admission } from "./admission.js";
 import { sendCancelRequest } from "./cancel.js";
 import { type ParamValue, type RawRow, TransactionCursor } from "./cursor.js";
 import { fromDatabaseError, QueryFailure } from "./errors.js";
@@ -19,6 +20,10 @@ export interface StatementRequest {
   timeoutMs: number;
   readOnly: boolean;
   applicationName: string;
+  /** The caller's PostgreSQL role (SET LOCAL ROLE); undefined = the login role. */
+  role: string | undefined;
+  /** JWT claims as JSON, visible to SQL as current_setting('request.jwt.claims'). */
+  claims: string | undefined;
 }
 
 /** Where results go. Each method resolves once the transport can take more. */
@@ -33,22 +38,38 @@ export interface ExecutorOptions {
   batchRows: number;
   /** The first batch is small so the first rows arrive quickly whatever the result's size. */
   firstBatchRows: number;
+  /** DISCARD ALL before each request, so nothing one caller left in the session reaches the next. */
+  resetSession: boolean;
 }
 
 export class Executor {
   constructor(
     private readonly pool: pg.Pool,
+    private readonly admission: Admission,
     private readonly typeNames: TypeNames,
     private readonly options: ExecutorOptions,
   ) {}
 
   async run(request: StatementRequest, writer: ResultWriter, signal: AbortSignal): Promise<void> {
     const started = performance.now();
-    if (signal.aborted) throw signal.reason;
+    const releaseSlot = await this.admission.acquire(signal);
+    try {
+      await this.runAdmitted(request, writer, signal, started);
+    } finally {
+      releaseSlot();
+    }
+  }
+
+  private async runAdmitted(
+    request: StatementRequest,
+    writer: ResultWriter,
+    signal: AbortSignal,
+    started: number,
+  ): Promise<void> {
     const client = await this.connect();
     const limit = request.maxRows > 0 ? request.maxRows : Number.POSITIVE_INFINITY;
     const cursor = new TransactionCursor(
-      transactionSetup(request),
+      transactionSetup(request, this.options.resetSession),
       request.sql,
       request.params,
       Math.min(this.options.firstBatchRows, limit),
@@ -93,7 +114,7 @@ export class Executor {
       }
       if (signal.aborted) throw signal.reason;
 
-      await cursor.finish("COMMIT");
+      await cursor.finish("COMMIT", request.role === undefined ? [] : [roleGuard(request.role)]);
       clean = true;
       // A SELECT read in several Executes reports only the last one's count: use our own.
       const completed = cursor.commandTag ?? "";
@@ -108,7 +129,7 @@ export class Executor {
     } catch (error) {
       clean = await rollback(client, cursor);
       if (signal.aborted) throw signal.reason;
-      throw fromDatabaseError(error);
+      throw describeFailure(error, cursor, request);
     } finally {
       signal.removeEventListener("abort", onAbort);
       client.off("error", onClientError);
@@ -129,12 +150,55 @@ export class Executor {
   }
 }
 
-function transactionSetup(request: StatementRequest): string[] {
-  const setup = [request.readOnly ? "BEGIN READ ONLY" : "BEGIN"];
-  // Both values are validated integers or escaped here, never caller text spliced in raw.
-  setup.push(`SET LOCAL statement_timeout = ${Math.max(1, Math.trunc(request.timeoutMs))}`);
-  setup.push(`SET LOCAL application_name = ${quoteLiteral(request.applicationName.slice(0, 63))}`);
-  return setup;
+/**
+ * Statements pipelined ahead of the caller's, in the same network write:
+ * forget the previous caller's session state, open the transaction, then one
+ * SELECT that sets role, timeout, application name and claims for this
+ * transaction only. Being a query, it also takes the transaction's first
+ * snapshot, after which a READ ONLY transaction can no longer be made writable.
+ */
+function transactionSetup(request: StatementRequest, resetSession: boolean): string[] {
+  const settings: Array<[string, string]> = [];
+  if (request.role !== undefined) settings.push(["role", request.role]);
+  settings.push(["statement_timeout", String(Math.max(1, Math.trunc(request.timeoutMs)))]);
+  settings.push(["application_name", request.applicationName.slice(0, 63)]);
+  if (request.claims !== undefined) settings.push(["request.jwt.claims", request.claims]);
+  return [
+    ...(resetSession ? ["DISCARD ALL"] : []),
+    request.readOnly ? "BEGIN READ ONLY" : "BEGIN",
+    // Every value is escaped here, never caller text spliced in raw.
+    `SELECT ${settings.map(([name, value]) => `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true)`).join(", ")}`,
+  ];
+}
+
+/**
+ * Runs just before COMMIT: fails the transaction if the caller's statement
+ * managed to switch role (e.g. through a function running SQL text), so
+ * nothing written under another role is committed. The cast raises the error;
+ * current_user keeps the planner from folding it in advance.
+ */
+function roleGuard(role: string): string {
+  return `SELECT CASE WHEN current_user = ${quoteLiteral(role)} THEN 0 ELSE ('querygate role guard: role changed to ' || current_user)::int END`;
+}
+
+function describeFailure(error: unknown, cursor: TransactionCursor, request: StatementRequest): QueryFailure {
+  const failure = fromDatabaseError(error);
+  if (failure.kind !== "sql") return failure;
+  if (cursor.failedIn === "setup") {
+    return new QueryFailure(
+      "forbidden",
+      `cannot run as role "${request.role ?? ""}": ${failure.message}`,
+      failure.pg,
+    );
+  }
+  if (cursor.failedIn === "guard") {
+    return new QueryFailure(
+      "forbidden",
+      `the statement switched away from role "${request.role ?? ""}"; its transaction was rolled back`,
+      { sqlstate: "42501" },
+    );
+  }
+  return failure;
 }
 
 function quoteLiteral(value: string): string {

@@ -1,6 +1,7 @@
 // querygate.v1.QueryService: the path of one call, top to bottom:
 // request → validate → execute (cursor) → encode → write with backpressure.
-import type { ServerWritableStream } from "@grpc/grpc-js";
+import { randomUUID } from "node:crypto";
+import type { Metadata, ServerWritableStream } from "@grpc/grpc-js";
 import type {
   ExecuteRequest,
   ExecuteResponse,
@@ -8,6 +9,8 @@ import type {
   Value,
 } from "../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../shared/src/logger.js";
+import type { Authenticator, Caller } from "./auth.js";
+import { type Classification, classify } from "./classify.js";
 import type { ParamValue } from "./cursor.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { Executor, ResultWriter, StatementRequest } from "./executor.js";
@@ -18,6 +21,7 @@ export interface QueryServiceLimits {
 }
 
 export interface QueryServiceDeps {
+  authenticator: Authenticator;
   executor: Executor;
   limits: QueryServiceLimits;
   logger: Logger;
@@ -44,6 +48,7 @@ async function handleExecute(
 ): Promise<void> {
   const started = performance.now();
   const { signal } = controller;
+  const requestId = requestIdOf(call.metadata);
   const onCancelled = () => {
     const deadline = call.getDeadline();
     const passed = deadline instanceof Date ? deadline.getTime() <= Date.now() : deadline <= Date.now();
@@ -57,10 +62,15 @@ async function handleExecute(
   let timer: NodeJS.Timeout | undefined;
   let outcome = "OK";
   let rows = 0;
+  let caller: Caller | undefined;
+  let classification: Classification | undefined;
   try {
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
-    const request = toStatementRequest(call.request, deps.limits, call.getDeadline());
+    caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
+    if (!call.request.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
+    classification = classify(call.request.sql, caller.statements);
+    const request = toStatementRequest(call.request, caller, requestId, deps.limits, call.getDeadline());
     timer = setTimeout(
       () =>
         controller.abort(
@@ -82,19 +92,44 @@ async function handleExecute(
   } finally {
     clearTimeout(timer);
     call.off("cancelled", onCancelled);
+    // The audit line: who ran what kind of statement, how it ended. Never
+    // parameter values, literals or credentials.
     deps.logger.info(
-      { method: "Execute", outcome, rows, durationMs: Math.round(performance.now() - started) },
+      {
+        method: "Execute",
+        requestId,
+        caller: caller?.name,
+        role: caller?.role,
+        kinds: classification?.kinds,
+        fingerprint: classification?.fingerprint,
+        statement: classification?.normalized.slice(0, 500),
+        outcome,
+        rows,
+        durationMs: Math.round(performance.now() - started),
+      },
       "request",
     );
   }
 }
 
+/** The caller's x-request-id when it is a sane token, else a new one. */
+function requestIdOf(metadata: Metadata): string {
+  const given = firstValue(metadata, "x-request-id");
+  return given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID();
+}
+
+function firstValue(metadata: Metadata, key: string): string | undefined {
+  const value = metadata.get(key)[0];
+  return typeof value === "string" ? value : undefined;
+}
+
 function toStatementRequest(
   request: ExecuteRequest,
+  caller: Caller,
+  requestId: string,
   limits: QueryServiceLimits,
   deadline: Date | number,
 ): StatementRequest {
-  if (!request.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
   const options = request.options;
   const maxRows = Number(options?.maxRows ?? "0");
   const asked = options?.timeoutMs || limits.defaultTimeoutMs;
@@ -107,9 +142,17 @@ function toStatementRequest(
     sql: request.sql,
     params: request.params.map(toParam),
     maxRows: Number.isSafeInteger(maxRows) ? maxRows : 0,
-    timeoutMs: Math.min(asked, limits.maxTimeoutMs, untilDeadline),
-    readOnly: options?.readOnly ?? false,
-    applicationName: tag ? `querygate:${tag}` : "querygate",
+    timeoutMs: Math.min(
+      asked,
+      caller.maxStatementMs ?? Number.POSITIVE_INFINITY,
+      limits.maxTimeoutMs,
+      untilDeadline,
+    ),
+    readOnly: caller.readOnly || (options?.readOnly ?? false),
+    // Lets a slow statement in pg_stat_activity be traced back to its request.
+    applicationName: `querygate${tag ? `:${tag.slice(0, 16)}` : ""} ${requestId}`.slice(0, 63),
+    role: caller.role,
+    claims: caller.claims,
   };
 }
 

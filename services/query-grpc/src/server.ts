@@ -7,8 +7,12 @@ import { HealthService } from "../../../proto/gen/grpc/health/v1/health.js";
 import { ServerReflectionService } from "../../../proto/gen/grpc/reflection/v1/reflection.js";
 import { QueryServiceService } from "../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../shared/src/logger.js";
+import { Admission } from "./admission.js";
+import { Authenticator } from "./auth.js";
+import { loadParser } from "./classify.js";
 import type { QueryGrpcConfig } from "./config.js";
 import { ControlConnection } from "./control.js";
+import { credentialsConfigured, loadCredentials } from "./credentials.js";
 import { QueryFailure } from "./errors.js";
 import { Executor } from "./executor.js";
 import { HEALTH_SERVICES, HealthState, healthHandlers, Serving } from "./health.js";
@@ -38,6 +42,17 @@ export async function startQueryGrpc(
   config: Readonly<QueryGrpcConfig>,
   logger: Logger,
 ): Promise<QueryGrpcServer> {
+  const authenticator = new Authenticator(
+    credentialsConfigured(config) ? await loadCredentials(config) : undefined,
+  );
+  if (!authenticator.required) {
+    logger.warn(
+      { host: config.GRPC_HOST, allowUnauthenticated: config.ALLOW_UNAUTHENTICATED },
+      "no credentials configured: every caller runs as the login role",
+    );
+  }
+  await loadParser();
+
   const pool = new pg.Pool({
     connectionString: config.DATABASE_URL,
     max: config.POOL_MAX,
@@ -55,9 +70,11 @@ export async function startQueryGrpc(
     connectionTimeoutMillis: config.CONNECT_TIMEOUT_MS,
     keepAlive: true,
   });
-  const executor = new Executor(pool, new TypeNames(control), {
+  const admission = new Admission(config.POOL_MAX, config.POOL_MAX_WAITING, config.POOL_WAIT_MS);
+  const executor = new Executor(pool, admission, new TypeNames(control), {
     batchRows: config.BATCH_ROWS,
     firstBatchRows: Math.min(100, config.BATCH_ROWS),
+    resetSession: config.RESET_SESSION,
   });
 
   const health = new HealthState();
@@ -86,6 +103,7 @@ export async function startQueryGrpc(
   server.addService(
     QueryServiceService,
     queryServiceHandlers({
+      authenticator,
       executor,
       logger,
       limits: {
