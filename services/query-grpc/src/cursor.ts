@@ -14,6 +14,7 @@ export type FieldDescription = FieldDef;
 /** A row as PostgreSQL sent it: text form per column, null for NULL. */
 export type RawRow = Array<string | null>;
 export type ParamValue = string | Buffer | null;
+export type FailedIn = "setup" | "statement" | "guard";
 
 interface Waiter<T> {
   resolve: (value: T) => void;
@@ -40,7 +41,7 @@ export class TransactionCursor {
   /** PostgreSQL's command tag once the statement completed, e.g. "INSERT 0 1". */
   commandTag: string | undefined;
   /** Where an error struck: querygate's set-up, the caller's statement, or the checks before COMMIT. */
-  failedIn: "setup" | "statement" | "guard" | undefined;
+  failedIn: FailedIn | undefined;
 
   private connection: ProtocolConnection | undefined;
   private state: State = "new";

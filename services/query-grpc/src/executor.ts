@@ -9,21 +9,15 @@ import type { Column, ResultFooter, Row } from "../../../proto/gen/querygate/v1/
 import type { Admission } from "./admission.js";
 import { sendCancelRequest } from "./cancel.js";
 import { type ParamValue, type RawRow, TransactionCursor } from "./cursor.js";
-import { fromDatabaseError, QueryFailure } from "./errors.js";
+import { QueryFailure } from "./errors.js";
+import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
 import type { TypeNames } from "./type-names.js";
 
-export interface StatementRequest {
+export interface StatementRequest extends TransactionSettings {
   sql: string;
   params: ParamValue[];
   /** 0 = no limit. */
   maxRows: number;
-  timeoutMs: number;
-  readOnly: boolean;
-  applicationName: string;
-  /** The caller's PostgreSQL role (SET LOCAL ROLE); undefined = the login role. */
-  role: string | undefined;
-  /** JWT claims as JSON, visible to SQL as current_setting('request.jwt.claims'). */
-  claims: string | undefined;
 }
 
 /** Where results go. Each method resolves once the transport can take more. */
@@ -129,7 +123,7 @@ export class Executor {
     } catch (error) {
       clean = await rollback(client, cursor);
       if (signal.aborted) throw signal.reason;
-      throw describeFailure(error, cursor, request);
+      throw transactionFailure(error, cursor.failedIn, request.role);
     } finally {
       signal.removeEventListener("abort", onAbort);
       client.off("error", onClientError);
@@ -148,61 +142,6 @@ export class Executor {
       );
     }
   }
-}
-
-/**
- * Statements pipelined ahead of the caller's, in the same network write:
- * forget the previous caller's session state, open the transaction, then one
- * SELECT that sets role, timeout, application name and claims for this
- * transaction only. Being a query, it also takes the transaction's first
- * snapshot, after which a READ ONLY transaction can no longer be made writable.
- */
-function transactionSetup(request: StatementRequest, resetSession: boolean): string[] {
-  const settings: Array<[string, string]> = [];
-  if (request.role !== undefined) settings.push(["role", request.role]);
-  settings.push(["statement_timeout", String(Math.max(1, Math.trunc(request.timeoutMs)))]);
-  settings.push(["application_name", request.applicationName.slice(0, 63)]);
-  if (request.claims !== undefined) settings.push(["request.jwt.claims", request.claims]);
-  return [
-    ...(resetSession ? ["DISCARD ALL"] : []),
-    request.readOnly ? "BEGIN READ ONLY" : "BEGIN",
-    // Every value is escaped here, never caller text spliced in raw.
-    `SELECT ${settings.map(([name, value]) => `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true)`).join(", ")}`,
-  ];
-}
-
-/**
- * Runs just before COMMIT: fails the transaction if the caller's statement
- * managed to switch role (e.g. through a function running SQL text), so
- * nothing written under another role is committed. The cast raises the error;
- * current_user keeps the planner from folding it in advance.
- */
-function roleGuard(role: string): string {
-  return `SELECT CASE WHEN current_user = ${quoteLiteral(role)} THEN 0 ELSE ('querygate role guard: role changed to ' || current_user)::int END`;
-}
-
-function describeFailure(error: unknown, cursor: TransactionCursor, request: StatementRequest): QueryFailure {
-  const failure = fromDatabaseError(error);
-  if (failure.kind !== "sql") return failure;
-  if (cursor.failedIn === "setup") {
-    return new QueryFailure(
-      "forbidden",
-      `cannot run as role "${request.role ?? ""}": ${failure.message}`,
-      failure.pg,
-    );
-  }
-  if (cursor.failedIn === "guard") {
-    return new QueryFailure(
-      "forbidden",
-      `the statement switched away from role "${request.role ?? ""}"; its transaction was rolled back`,
-      { sqlstate: "42501" },
-    );
-  }
-  return failure;
-}
-
-function quoteLiteral(value: string): string {
-  return `'${value.replace(/'/g, "''").replace(/\0/g, "")}'`;
 }
 
 /** Returns true when the connection is idle again and fit for reuse. */
