@@ -58,7 +58,13 @@ export async function startGrpc(
   logger: Logger = silentLogger,
 ): Promise<QueryGrpcServer & { target: string }> {
   const { url } = await database();
-  const config = loadConfig({ DATABASE_URL: url, GRPC_PORT: "0", HEALTH_INTERVAL_MS: "200", ...env });
+  const config = loadConfig({
+    DATABASE_URL: url,
+    GRPC_PORT: "0",
+    METRICS_PORT: "0",
+    HEALTH_INTERVAL_MS: "200",
+    ...env,
+  });
   const server = await startQueryGrpc(config, logger);
   let closed = false;
   const close = async (graceMs?: number) => {
@@ -67,7 +73,14 @@ export async function startGrpc(
     await server.close(graceMs);
   };
   atEnd(() => close());
-  return { ...server, close, port: server.port, health: server.health, target: `127.0.0.1:${server.port}` };
+  return {
+    ...server,
+    close,
+    port: server.port,
+    metricsPort: server.metricsPort,
+    health: server.health,
+    target: `127.0.0.1:${server.port}`,
+  };
 }
 
 export function grpcClient(target: string): QueryServiceClient {

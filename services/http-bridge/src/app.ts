@@ -19,11 +19,13 @@ import type {
 import type { Logger } from "../../shared/src/logger.js";
 import { fromGrpcError, type HttpError, requestError } from "./errors.js";
 import { rowEncoder } from "./json-codec.js";
+import type { BridgeMetrics } from "./metrics.js";
 import { queryBody, toExecuteRequest } from "./request.js";
 
 export interface BridgeDeps {
   upstream: QueryServiceClient;
   logger: Logger;
+  metrics: BridgeMetrics;
   maxBodyBytes: number;
   maxJsonResponseBytes: number;
   /** False once shutdown began: /readyz fails so no new traffic is routed here. */
@@ -37,6 +39,9 @@ export function createApp(deps: BridgeDeps): Hono {
 
   app.get("/", (c) => c.json({ status: "ok", service: "querygate" }));
   app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/metrics", async (c) =>
+    c.body(await deps.metrics.registry.metrics(), 200, { "content-type": deps.metrics.registry.contentType }),
+  );
   app.get("/readyz", (c) =>
     deps.ready() ? c.json({ status: "ready" }) : c.json({ status: "draining" }, 503),
   );
@@ -142,6 +147,7 @@ async function bufferedJson(c: Context, deps: BridgeDeps, request: ExecuteReques
           bytes += json.length + 1;
           rows.push(json);
         }
+        deps.metrics.rows.inc({ format: "json" }, message.rows.rows.length);
         if (bytes > deps.maxJsonResponseBytes) {
           call.cancel();
           return sendError(
@@ -196,6 +202,7 @@ async function streamNdjson(c: Context, deps: BridgeDeps, request: ExecuteReques
           let chunk = "";
           for (const row of message.rows.rows)
             chunk += `{"row":${encoder.object(row.values, row.nullColumns)}}\n`;
+          deps.metrics.rows.inc({ format: "ndjson" }, message.rows.rows.length);
           await out.write(chunk);
         } else if (message.footer) {
           await out.write(`{"footer":{${footerFields(message.footer)}}}\n`);

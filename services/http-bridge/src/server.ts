@@ -4,6 +4,7 @@ import { serve } from "@hono/node-server";
 import type { Logger } from "../../shared/src/logger.js";
 import { createApp } from "./app.js";
 import type { BridgeConfig } from "./config.js";
+import { BridgeMetrics } from "./metrics.js";
 import { createUpstream } from "./upstream.js";
 
 export interface BridgeServer {
@@ -16,9 +17,11 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
   const upstream = createUpstream(config.QUERY_GRPC_TARGET);
   let ready = true;
   let inFlight = 0;
+  const metrics = new BridgeMetrics();
   const app = createApp({
     upstream,
     logger,
+    metrics,
     maxBodyBytes: config.MAX_BODY_BYTES,
     maxJsonResponseBytes: config.MAX_JSON_RESPONSE_BYTES,
     ready: () => ready,
@@ -26,7 +29,8 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () => resolve(s));
   });
-  server.on("request", (_req, res) => {
+  server.on("request", (req, res) => {
+    metrics.observe(req, res);
     inFlight++;
     res.on("close", () => inFlight--);
   });

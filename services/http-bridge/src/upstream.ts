@@ -1,6 +1,33 @@
-// The bridge's one gRPC client to query-grpc.
+// The bridge's one gRPC client to query-grpc. With a `dns:///` target naming a
+// Kubernetes headless Service, round_robin keeps a connection to every pod and
+// spreads calls over them (a plain target would pin one HTTP/2 connection to
+// one pod). Retries cover only calls refused before any statement ran.
 import { credentials } from "@grpc/grpc-js";
 import { QueryServiceClient } from "../../../proto/gen/querygate/v1/query.js";
+
+/**
+ * Why retrying Execute on UNAVAILABLE cannot run a statement twice: grpc-js
+ * retries only while no response headers have arrived, and query-grpc sends
+ * the result header (so the headers) before it commits anything. A call that
+ * fails with no headers — refused while shutting down, no database
+ * connection, no ready replica — ran nothing that could have committed.
+ * ExecuteBatch and Session are left out: they are not covered by that rule.
+ */
+export const SERVICE_CONFIG = {
+  loadBalancingConfig: [{ round_robin: {} }],
+  methodConfig: [
+    {
+      name: [{ service: "querygate.v1.QueryService", method: "Execute" }],
+      retryPolicy: {
+        maxAttempts: 5,
+        initialBackoff: "0.05s",
+        maxBackoff: "1s",
+        backoffMultiplier: 2,
+        retryableStatusCodes: ["UNAVAILABLE"],
+      },
+    },
+  ],
+};
 
 export function createUpstream(target: string): QueryServiceClient {
   return new QueryServiceClient(target, credentials.createInsecure(), {
@@ -8,6 +35,10 @@ export function createUpstream(target: string): QueryServiceClient {
     // but a wide row could, so allow larger messages from our own backend.
     "grpc.max_receive_message_length": 64 * 1024 * 1024,
     "grpc.keepalive_time_ms": 30_000,
-    "grpc.service_config": JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
+    "grpc.service_config": JSON.stringify(SERVICE_CONFIG),
+    // A replaced pod comes back at a new address: look again soon, not after minutes of backoff.
+    "grpc.initial_reconnect_backoff_ms": 200,
+    "grpc.max_reconnect_backoff_ms": 2000,
+    "grpc.dns_min_time_between_resolutions_ms": 1000,
   });
 }

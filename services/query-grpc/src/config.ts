@@ -10,6 +10,8 @@ const schema = z
       .regex(/^postgres(ql)?:\/\//, "expected a postgres:// or postgresql:// URL"),
     GRPC_HOST: env.string("127.0.0.1"),
     GRPC_PORT: env.port(50051),
+    /** Prometheus /metrics over HTTP, on GRPC_HOST. */
+    METRICS_PORT: env.port(9464),
     POOL_MAX: env.int(10, 1, 1000),
     /** Callers that may wait for a busy pool; beyond them, RESOURCE_EXHAUSTED at once. */
     POOL_MAX_WAITING: env.int(32, 0, 100_000),

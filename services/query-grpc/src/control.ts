@@ -5,10 +5,21 @@ import pg from "pg";
 
 export class ControlConnection {
   private client: Promise<pg.Client> | undefined;
+  /** One query at a time: node-postgres is phasing out queued queries on a client. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly config: pg.ClientConfig) {}
 
-  async query<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<pg.QueryResult<R>> {
+  query<R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<pg.QueryResult<R>> {
+    const run = this.queue.then(() => this.run<R>(text, values));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async run<R extends pg.QueryResultRow>(
+    text: string,
+    values: unknown[],
+  ): Promise<pg.QueryResult<R>> {
     const client = await this.connect();
     try {
       return await client.query<R>(text, values);

@@ -153,6 +153,10 @@ export function toGrpcStatus(failure: QueryFailure): GrpcStatus {
   metadata.set("querygate-error-bin", Buffer.from(QueryError.encode(error).finish()));
   if (failure.pg) metadata.set("sqlstate", failure.pg.sqlstate);
   metadata.set("querygate-error-kind", failure.kind);
+  // Clients with a retry policy (the bridge) may retry only a call refused
+  // before any SQL ran because this replica is shutting down; for everything
+  // else the server says: do not retry.
+  if (failure.kind !== "shutting_down") metadata.set("grpc-retry-pushback-ms", "-1");
   const details = failure.pg ? `${failure.message} (SQLSTATE ${failure.pg.sqlstate})` : failure.message;
   return { code, details, metadata };
 }

@@ -22,6 +22,8 @@ export interface StatementRequest extends TransactionSettings {
 
 /** Where results go. Each method resolves once the transport can take more. */
 export interface ResultWriter {
+  /** Called once, just before the first SQL goes to PostgreSQL. */
+  accepted(): void;
   header(columns: Column[]): Promise<void>;
   rows(batch: Row[]): Promise<void>;
   footer(footer: ResultFooter): Promise<void>;
@@ -78,6 +80,7 @@ export class Executor {
     signal.addEventListener("abort", onAbort);
     let clean = false;
     try {
+      writer.accepted();
       client.query(cursor as unknown as pg.QueryConfig);
       const fields = await cursor.describe();
       const names = await this.typeNames.namesFor(fields.map((f) => f.dataTypeID));

@@ -1,7 +1,7 @@
 // querygate.v1.QueryService: the path of one call, top to bottom:
 // request → validate → execute (cursor) → encode → write with backpressure.
 import { randomUUID } from "node:crypto";
-import type { Metadata, ServerWritableStream } from "@grpc/grpc-js";
+import { Metadata, type ServerWritableStream, status } from "@grpc/grpc-js";
 import type {
   ExecuteRequest,
   ExecuteResponse,
@@ -14,6 +14,7 @@ import { type Classification, classify } from "./classify.js";
 import type { ParamValue } from "./cursor.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { Executor, ResultWriter, StatementRequest } from "./executor.js";
+import type { CancelReason, QueryMetrics } from "./metrics.js";
 
 export interface QueryServiceLimits {
   defaultTimeoutMs: number;
@@ -23,6 +24,7 @@ export interface QueryServiceLimits {
 export interface QueryServiceDeps {
   authenticator: Authenticator;
   executor: Executor;
+  metrics: QueryMetrics;
   limits: QueryServiceLimits;
   logger: Logger;
   /** False once shutdown began: new calls are refused before any SQL runs. */
@@ -36,7 +38,7 @@ export function queryServiceHandlers(deps: QueryServiceDeps): QueryServiceServer
     execute(call: ServerWritableStream<ExecuteRequest, ExecuteResponse>) {
       const controller = new AbortController();
       const done = handleExecute(call, deps, controller);
-      deps.track(done, (reason) => controller.abort(reason));
+      deps.track(done, (reason) => abort(controller, reason, "shutdown", deps.metrics));
     },
   };
 }
@@ -52,15 +54,21 @@ async function handleExecute(
   const onCancelled = () => {
     const deadline = call.getDeadline();
     const passed = deadline instanceof Date ? deadline.getTime() <= Date.now() : deadline <= Date.now();
-    controller.abort(
-      passed
-        ? new QueryFailure("timeout", "the call's deadline passed; the statement was cancelled")
-        : new QueryFailure("cancelled", "the caller cancelled the call; the statement was cancelled"),
-    );
+    if (passed) {
+      const failure = new QueryFailure("timeout", "the call's deadline passed; the statement was cancelled");
+      abort(controller, failure, "deadline", deps.metrics);
+    } else {
+      const failure = new QueryFailure(
+        "cancelled",
+        "the caller cancelled the call; the statement was cancelled",
+      );
+      abort(controller, failure, "client", deps.metrics);
+    }
   };
   call.on("cancelled", onCancelled);
   let timer: NodeJS.Timeout | undefined;
   let outcome = "OK";
+  let code: status = status.OK;
   let rows = 0;
   let caller: Caller | undefined;
   let classification: Classification | undefined;
@@ -71,13 +79,10 @@ async function handleExecute(
     if (!call.request.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
     classification = classify(call.request.sql, caller.statements);
     const request = toStatementRequest(call.request, caller, requestId, deps.limits, call.getDeadline());
-    timer = setTimeout(
-      () =>
-        controller.abort(
-          new QueryFailure("timeout", `statement exceeded its ${request.timeoutMs} ms timeout`),
-        ),
-      request.timeoutMs,
-    );
+    timer = setTimeout(() => {
+      const failure = new QueryFailure("timeout", `statement exceeded its ${request.timeoutMs} ms timeout`);
+      abort(controller, failure, "timeout", deps.metrics);
+    }, request.timeoutMs);
     const writer = streamWriter(call, signal, (n) => {
       rows += n;
     });
@@ -86,12 +91,18 @@ async function handleExecute(
   } catch (error) {
     const failure = asFailure(error);
     if (failure.kind === "internal") deps.logger.error({ err: error }, "execute failed unexpectedly");
-    const { code, details, metadata } = toGrpcStatus(failure);
+    const grpcStatus = toGrpcStatus(failure);
+    code = grpcStatus.code;
+    const { details, metadata } = grpcStatus;
     outcome = failure.pg?.sqlstate ? `${failure.kind}:${failure.pg.sqlstate}` : failure.kind;
     call.emit("error", { code, details, metadata });
   } finally {
     clearTimeout(timer);
     call.off("cancelled", onCancelled);
+    const seconds = (performance.now() - started) / 1000;
+    deps.metrics.calls.inc({ method: "Execute", code: status[code] });
+    deps.metrics.duration.observe({ method: "Execute" }, seconds);
+    deps.metrics.rows.inc({ method: "Execute" }, rows);
     // The audit line: who ran what kind of statement, how it ended. Never
     // parameter values, literals or credentials.
     deps.logger.info(
@@ -110,6 +121,18 @@ async function handleExecute(
       "request",
     );
   }
+}
+
+/** Aborts the call's work once, counting why. */
+function abort(
+  controller: AbortController,
+  failure: QueryFailure,
+  reason: CancelReason,
+  metrics: QueryMetrics,
+) {
+  if (controller.signal.aborted) return;
+  metrics.cancellations.inc({ reason });
+  controller.abort(failure);
 }
 
 /** The caller's x-request-id when it is a sane token, else a new one. */
@@ -195,6 +218,9 @@ function streamWriter(
     });
   };
   return {
+    // Response headers go out before any SQL runs: a client that saw no headers
+    // knows the statement never started (grpc-js retries only such calls).
+    accepted: () => call.sendMetadata(new Metadata()),
     header: (columns) => write({ header: { columns } }),
     rows: (batch) => {
       countRows(batch.length);

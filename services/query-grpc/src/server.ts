@@ -1,12 +1,13 @@
 // Builds query-grpc from its configuration: the pool, the executor, and a
 // grpc-js server carrying QueryService, Health and Reflection side by side.
 // Tests start it in-process on port 0; main.ts starts it for real.
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js";
 import pg from "pg";
 import { HealthService } from "../../../proto/gen/grpc/health/v1/health.js";
 import { ServerReflectionService } from "../../../proto/gen/grpc/reflection/v1/reflection.js";
 import { QueryServiceService } from "../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../shared/src/logger.js";
+import { startMetricsServer } from "../../shared/src/metrics.js";
 import { Admission } from "./admission.js";
 import { Authenticator } from "./auth.js";
 import { loadParser } from "./classify.js";
@@ -16,12 +17,14 @@ import { credentialsConfigured, loadCredentials } from "./credentials.js";
 import { QueryFailure } from "./errors.js";
 import { Executor } from "./executor.js";
 import { HEALTH_SERVICES, HealthState, healthHandlers, Serving } from "./health.js";
+import { QueryMetrics } from "./metrics.js";
 import { queryServiceHandlers } from "./query-service.js";
 import { descriptorIndex, reflectionHandlers } from "./reflection.js";
 import { TypeNames } from "./type-names.js";
 
 export interface QueryGrpcServer {
   readonly port: number;
+  readonly metricsPort: number;
   readonly health: HealthState;
   /**
    * Graceful stop: health flips to NOT_SERVING, new calls are refused with
@@ -68,9 +71,12 @@ export async function startQueryGrpc(
   const control = new ControlConnection({
     connectionString: config.DATABASE_URL,
     connectionTimeoutMillis: config.CONNECT_TIMEOUT_MS,
+    // A database that stops answering (not just refusing) must still turn health NOT_SERVING.
+    query_timeout: config.CONNECT_TIMEOUT_MS,
     keepAlive: true,
   });
   const admission = new Admission(config.POOL_MAX, config.POOL_MAX_WAITING, config.POOL_WAIT_MS);
+  const metrics = new QueryMetrics(pool, admission);
   const executor = new Executor(pool, admission, new TypeNames(control), {
     batchRows: config.BATCH_ROWS,
     firstBatchRows: Math.min(100, config.BATCH_ROWS),
@@ -101,10 +107,11 @@ export async function startQueryGrpc(
     "grpc.keepalive_permit_without_calls": 1,
   });
   server.addService(
-    QueryServiceService,
+    countingBytes(QueryServiceService, metrics),
     queryServiceHandlers({
       authenticator,
       executor,
+      metrics,
       logger,
       limits: {
         defaultTimeoutMs: config.STATEMENT_TIMEOUT_MS,
@@ -134,10 +141,12 @@ export async function startQueryGrpc(
       (error, bound) => (error ? reject(error) : resolve(bound)),
     );
   });
-  logger.info({ host: config.GRPC_HOST, port }, "query-grpc listening");
+  const metricsServer = await startMetricsServer(metrics.registry, config.GRPC_HOST, config.METRICS_PORT);
+  logger.info({ host: config.GRPC_HOST, port, metricsPort: metricsServer.port }, "query-grpc listening");
 
   return {
     port,
+    metricsPort: metricsServer.port,
     health,
     async close(graceMs = 0) {
       accepting = false;
@@ -156,8 +165,25 @@ export async function startQueryGrpc(
         new Promise((resolve) => setTimeout(resolve, 1000).unref()),
       ]);
       server.forceShutdown();
-      await Promise.all([pool.end(), control.close()]);
+      await Promise.all([pool.end(), control.close(), metricsServer.close()]);
       logger.info("query-grpc stopped");
     },
   };
+}
+
+/** The same service with every response's serialized size added to the bytes metric. */
+function countingBytes<S extends ServiceDefinition>(service: S, metrics: QueryMetrics): S {
+  const counted: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(service)) {
+    const label = { method: method.path.split("/").pop() ?? name };
+    counted[name] = {
+      ...method,
+      responseSerialize: (value: unknown) => {
+        const bytes = method.responseSerialize(value);
+        metrics.bytes.inc(label, bytes.length);
+        return bytes;
+      },
+    };
+  }
+  return counted as S;
 }

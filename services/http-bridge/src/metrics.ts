@@ -1,0 +1,50 @@
+// What the bridge reports to Prometheus on GET /metrics: HTTP requests by
+// route and status, their duration (to the last byte, streams included), and
+// rows encoded by response format.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Counter, Histogram, type Registry } from "prom-client";
+import { createRegistry } from "../../shared/src/metrics.js";
+
+const ROUTES = new Set(["/", "/query", "/healthz", "/readyz", "/metrics"]);
+
+export class BridgeMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<"route" | "method" | "status">;
+  readonly duration: Histogram<"route">;
+  readonly rows: Counter<"format">;
+
+  constructor() {
+    const registry = createRegistry("http-bridge");
+    this.registry = registry;
+    this.requests = new Counter({
+      name: "querygate_http_requests_total",
+      help: "Finished HTTP requests by route, method and status.",
+      labelNames: ["route", "method", "status"],
+      registers: [registry],
+    });
+    this.duration = new Histogram({
+      name: "querygate_http_request_duration_seconds",
+      help: "HTTP request duration until the response's last byte, by route.",
+      labelNames: ["route"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    });
+    this.rows = new Counter({
+      name: "querygate_http_rows_total",
+      help: "Result rows encoded to JSON, by format (json or ndjson).",
+      labelNames: ["format"],
+      registers: [registry],
+    });
+  }
+
+  /** Records one request when its response has been fully sent (or aborted). */
+  observe(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    res.once("close", () => {
+      const path = (req.url ?? "/").split("?")[0] ?? "/";
+      const route = ROUTES.has(path) ? path : "other";
+      this.requests.inc({ route, method: req.method ?? "", status: String(res.statusCode) });
+      this.duration.observe({ route }, (performance.now() - started) / 1000);
+    });
+  }
+}

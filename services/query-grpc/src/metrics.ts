@@ -1,0 +1,78 @@
+// What query-grpc reports to Prometheus: calls by method and outcome,
+// latency, rows and bytes streamed, pool and admission state, active
+// sessions, cancellations.
+import type pg from "pg";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { createRegistry } from "../../shared/src/metrics.js";
+import type { Admission } from "./admission.js";
+
+export type CancelReason = "client" | "deadline" | "timeout" | "shutdown";
+
+export class QueryMetrics {
+  readonly registry: Registry;
+  readonly calls: Counter<"method" | "code">;
+  readonly duration: Histogram<"method">;
+  readonly rows: Counter<"method">;
+  readonly bytes: Counter<"method">;
+  readonly cancellations: Counter<"reason">;
+  readonly sessions: Gauge;
+
+  constructor(pool: pg.Pool, admission: Admission) {
+    const registry = createRegistry("query-grpc");
+    this.registry = registry;
+    this.calls = new Counter({
+      name: "querygate_grpc_calls_total",
+      help: "Finished calls by method and gRPC status code.",
+      labelNames: ["method", "code"],
+      registers: [registry],
+    });
+    this.duration = new Histogram({
+      name: "querygate_grpc_call_duration_seconds",
+      help: "Call duration from arrival to the last message, by method.",
+      labelNames: ["method"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    });
+    this.rows = new Counter({
+      name: "querygate_rows_streamed_total",
+      help: "Result rows sent to callers.",
+      labelNames: ["method"],
+      registers: [registry],
+    });
+    this.bytes = new Counter({
+      name: "querygate_response_bytes_total",
+      help: "Serialized response bytes sent to callers.",
+      labelNames: ["method"],
+      registers: [registry],
+    });
+    this.cancellations = new Counter({
+      name: "querygate_cancellations_total",
+      help: "Statements cancelled in PostgreSQL, by why.",
+      labelNames: ["reason"],
+      registers: [registry],
+    });
+    this.sessions = new Gauge({
+      name: "querygate_sessions_active",
+      help: "Open interactive sessions (each holds one connection).",
+      registers: [registry],
+    });
+    new Gauge({
+      name: "querygate_pool_connections",
+      help: "Database connections in the pool by state.",
+      labelNames: ["state"],
+      registers: [registry],
+      collect() {
+        this.set({ state: "in_use" }, pool.totalCount - pool.idleCount);
+        this.set({ state: "idle" }, pool.idleCount);
+      },
+    });
+    new Gauge({
+      name: "querygate_pool_waiting",
+      help: "Callers waiting for a database connection.",
+      registers: [registry],
+      collect() {
+        this.set(admission.waiting);
+      },
+    });
+  }
+}
