@@ -2,6 +2,7 @@
 // queries (reachability checks, type names). It never waits behind callers'
 // statements and reconnects by itself after the database comes back.
 import pg from "pg";
+import { isServerError } from "./errors.js";
 
 export class ControlConnection {
   private client: Promise<pg.Client> | undefined;
@@ -24,7 +25,7 @@ export class ControlConnection {
     try {
       return await client.query<R>(text, values);
     } catch (error) {
-      if (!(error as { code?: string }).code) this.drop(client);
+      if (!isServerError(error)) this.drop(client);
       throw error;
     }
   }

@@ -8,6 +8,7 @@
 // abandon().
 import type { EventEmitter } from "node:events";
 import type { FieldDef } from "pg";
+import { isServerError } from "./errors.js";
 
 export type FieldDescription = FieldDef;
 
@@ -136,9 +137,7 @@ export class TransactionCursor {
       this.error = error;
       this.failedIn = this.setupLeft > 0 ? "setup" : this.guardsLeft > 0 ? "guard" : "statement";
     }
-    const code = (error as { code?: unknown }).code;
-    const fromServer = typeof code === "string" && /^[0-9A-Z]{5}$/.test(code);
-    if (fromServer && !this.syncSent) this.sync();
+    if (isServerError(error) && !this.syncSent) this.sync();
     this.state = "done";
     this.pending?.reject(error);
     this.pending = undefined;

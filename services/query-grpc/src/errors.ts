@@ -47,11 +47,25 @@ interface PgDatabaseError {
   position?: string;
 }
 
+/**
+ * True for an ErrorResponse from PostgreSQL (it has a SQLSTATE and a
+ * severity), false for socket errors, whose codes (EPIPE, ...) can look alike.
+ */
+export function isServerError(error: unknown): boolean {
+  const e = error as { code?: unknown; severity?: unknown; errno?: unknown } | null;
+  return (
+    typeof e?.code === "string" &&
+    /^[0-9A-Z]{5}$/.test(e.code) &&
+    typeof e.severity === "string" &&
+    e.errno === undefined
+  );
+}
+
 export function pgFields(error: unknown): PgFields | undefined {
   const e = error as PgDatabaseError;
-  if (!e || typeof e.code !== "string" || !/^[0-9A-Z]{5}$/.test(e.code)) return undefined;
+  if (!isServerError(e)) return undefined;
   const position = e.position ? Number(e.position) : undefined;
-  return { sqlstate: e.code, detail: e.detail, hint: e.hint, position };
+  return { sqlstate: e.code as string, detail: e.detail, hint: e.hint, position };
 }
 
 /**

@@ -55,6 +55,8 @@ export function roleGuard(role: string): string {
   return `SELECT CASE WHEN current_user = ${quoteLiteral(role)} THEN 0 ELSE ('querygate role guard: role changed to ' || current_user)::int END`;
 }
 
+const ROLE_REFUSALS = new Set(["22023", "42704", "42501", "28000"]);
+
 /** A failure in querygate's own set-up or guard is about the caller's role, not its SQL. */
 export function transactionFailure(
   error: unknown,
@@ -63,7 +65,9 @@ export function transactionFailure(
 ): QueryFailure {
   const failure = fromDatabaseError(error);
   if (failure.kind !== "sql") return failure;
-  if (failedIn === "setup") {
+  // Only the role in the set-up can be refused for the caller's sake (no such
+  // role, not a member); anything else there (shutdown, lost connection) is what it is.
+  if (failedIn === "setup" && ROLE_REFUSALS.has(failure.pg?.sqlstate ?? "")) {
     return new QueryFailure(
       "forbidden",
       `cannot run as role "${role ?? ""}": ${failure.message}`,
