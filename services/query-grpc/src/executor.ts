@@ -112,7 +112,7 @@ export class Executor {
       if (signal.aborted) throw signal.reason;
 
       await cursor.finish("COMMIT", request.role === undefined ? [] : [roleGuard(request.role)]);
-      clean = true;
+      clean = !cursor.connectionLost;
       // A SELECT read in several Executes reports only the last one's count: use our own.
       const completed = cursor.commandTag ?? "";
       const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${sent}` : completed;

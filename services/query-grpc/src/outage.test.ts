@@ -46,7 +46,7 @@ t(
     assert.is(server.health.status, Serving.SERVING);
     // Steady load before, during and after the outage.
     let running = true;
-    const outcomes: Array<{ code: number; ms: number }> = [];
+    const outcomes: Array<{ code: number; ms: number; kind?: string }> = [];
     const load = (async () => {
       while (running) {
         const started = Date.now();
@@ -54,7 +54,8 @@ t(
           await execute(client, { sql: "insert into ledger (note) values ('load')" });
           outcomes.push({ code: status.OK, ms: Date.now() - started });
         } catch (error) {
-          outcomes.push({ code: (error as { code: number }).code, ms: Date.now() - started });
+          const e = error as { code: number; error?: { kind: string } };
+          outcomes.push({ code: e.code, ms: Date.now() - started, kind: e.error?.kind });
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }
