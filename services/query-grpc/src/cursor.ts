@@ -26,6 +26,7 @@ type State = "new" | "describing" | "idle" | "reading" | "complete" | "finishing
 
 // `pg` hands this object the protocol messages of the active query.
 interface ProtocolConnection extends EventEmitter {
+  stream: { cork(): void; uncork(): void };
   parse(query: { text: string; name?: string; types?: number[] }): void;
   bind(config: { portal?: string; statement?: string; values?: ParamValue[] }): void;
   execute(config: { portal?: string; rows?: number }): void;
@@ -76,6 +77,8 @@ export class TransactionCursor {
     const con = connection as ProtocolConnection;
     this.connection = con;
     this.state = "describing";
+    // One network write for the whole pipeline, not one per protocol message.
+    con.stream.cork();
     for (const statement of this.setup) {
       con.parse({ text: statement });
       con.bind({});
@@ -86,6 +89,7 @@ export class TransactionCursor {
     con.describe({ type: "P" });
     con.execute({ rows: this.firstBatch });
     con.flush();
+    con.stream.uncork();
     con.once("noData", this.onNoData);
   }
 
@@ -233,6 +237,7 @@ export class TransactionCursor {
     if (!con) return Promise.reject(new Error("cursor was never submitted"));
     this.state = "finishing";
     this.guardsLeft = guards.length;
+    con.stream.cork();
     for (const guard of guards) {
       con.parse({ text: guard });
       con.bind({});
@@ -242,6 +247,7 @@ export class TransactionCursor {
     con.bind({});
     con.execute({ rows: 0 });
     this.sync();
+    con.stream.uncork();
     return settled;
   }
 

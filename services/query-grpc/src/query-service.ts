@@ -113,7 +113,6 @@ async function handleExecute(
         role: caller?.role,
         kinds: classification?.kinds,
         fingerprint: classification?.fingerprint,
-        statement: classification?.normalized.slice(0, 500),
         outcome,
         rows,
         durationMs: Math.round(performance.now() - started),
