@@ -56,8 +56,7 @@ export function createApp(deps: BridgeDeps): Hono {
     async (c) => {
       const requestId = c.req.header("x-request-id") || randomUUID();
       c.header("x-request-id", requestId);
-      const contentType = c.req.header("content-type") ?? "";
-      if (!/^application\/json\b/i.test(contentType)) {
+      if (!acceptsBodyOf(c.req.header("content-type"))) {
         return sendError(
           c,
           requestError(
@@ -102,6 +101,19 @@ export function createApp(deps: BridgeDeps): Hono {
     return c.json({ error: { code: "internal", message: "internal error", grpcStatus: "INTERNAL" } }, 500);
   });
   return app;
+}
+
+/**
+ * The original tool read the body as JSON whatever its content-type, and its
+ * users (and `curl -d`, which sends application/x-www-form-urlencoded) rely on
+ * that: accept no content-type, JSON, or curl's default; refuse only other
+ * explicit types, which are a client sending something else by mistake.
+ */
+function acceptsBodyOf(contentType: string | undefined): boolean {
+  const mediaType = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+  return (
+    mediaType === "" || mediaType === "application/json" || mediaType === "application/x-www-form-urlencoded"
+  );
 }
 
 function sendError(c: Context, error: HttpError): Response {
