@@ -6,6 +6,7 @@ import * as assert from "uvu/assert";
 import {
   adminClient,
   eventually,
+  type JsonBody,
   postQuery,
   runningStatements,
   startBridgeFor,
@@ -34,14 +35,14 @@ function rawPost(body: string, headers: Record<string, string> = {}) {
 t("GET / answers 200 so the original tool's liveness check keeps working", async () => {
   const response = await fetch(`${url}/`);
   assert.is(response.status, 200);
-  assert.is((await response.json()).status, "ok");
+  assert.is(((await response.json()) as JsonBody).status, "ok");
 });
 
 t("an unknown path is a 404 with a JSON error body", async () => {
   const response = await fetch(`${url}/nowhere`);
   assert.is(response.status, 404);
   assert.match(response.headers.get("content-type") ?? "", /application\/json/);
-  const body = await response.json();
+  const body: JsonBody = await response.json();
   assert.is(body.error.code, "not_found");
   assert.match(body.error.message, /\/nowhere/);
 });
@@ -71,15 +72,16 @@ t("a body over MAX_BODY_BYTES is a 413 and the bridge runs nothing", async () =>
 });
 
 t("a JSON body is read with no content-type, application/json, or curl -d's form type", async () => {
-  for (const headers of [
+  const contentTypes: Array<Record<string, string>> = [
     {},
     { "content-type": "application/json" },
     { "content-type": "application/json; charset=utf-8" },
     { "content-type": "application/x-www-form-urlencoded" },
-  ]) {
+  ];
+  for (const headers of contentTypes) {
     const response = await rawPost(JSON.stringify({ query: "select 2 as two" }), headers);
     assert.is(response.status, 200, `status with ${JSON.stringify(headers)}`);
-    assert.equal((await response.json()).result, [{ two: 2 }]);
+    assert.equal(((await response.json()) as JsonBody).result, [{ two: 2 }]);
   }
 });
 
@@ -87,7 +89,7 @@ t("another explicit content-type such as text/xml is a 415", async () => {
   for (const contentType of ["text/xml", "text/plain"]) {
     const response = await rawPost(JSON.stringify({ query: "select 1" }), { "content-type": contentType });
     assert.is(response.status, 415, contentType);
-    assert.is((await response.json()).error.code, "unsupported_media_type");
+    assert.is(((await response.json()) as JsonBody).error.code, "unsupported_media_type");
   }
 });
 

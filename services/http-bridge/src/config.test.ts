@@ -14,7 +14,8 @@ function configError(env: Record<string, string>): ConfigError {
     assert.instance(error, ConfigError);
     return error as ConfigError;
   }
-  throw new assert.Assertion({ message: `expected ${JSON.stringify(env)} to be refused` });
+  assert.unreachable(`expected ${JSON.stringify(env)} to be refused`);
+  throw new Error("unreachable");
 }
 
 t("the defaults load into a frozen object listening on loopback", () => {
