@@ -34,8 +34,19 @@ export interface BridgeDeps {
 
 const NDJSON = "application/x-ndjson";
 
-export function createApp(deps: BridgeDeps): Hono {
-  const app = new Hono();
+/** Set by the first middleware: the caller's x-request-id, or a fresh one. */
+type BridgeEnv = { Variables: { requestId: string } };
+
+export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
+  const app = new Hono<BridgeEnv>();
+
+  // Before bodyLimit and routing, so 413s and 404s carry the id too.
+  app.use(async (c, next) => {
+    const requestId = c.req.header("x-request-id") || randomUUID();
+    c.set("requestId", requestId);
+    c.header("x-request-id", requestId);
+    await next();
+  });
 
   app.get("/", (c) => c.json({ status: "ok", service: "querygate" }));
   app.get("/healthz", (c) => c.json({ status: "ok" }));
@@ -54,8 +65,7 @@ export function createApp(deps: BridgeDeps): Hono {
         sendError(c, requestError(413, "body_too_large", `request body exceeds ${deps.maxBodyBytes} bytes`)),
     }),
     async (c) => {
-      const requestId = c.req.header("x-request-id") || randomUUID();
-      c.header("x-request-id", requestId);
+      const requestId = c.get("requestId");
       if (!acceptsBodyOf(c.req.header("content-type"))) {
         return sendError(
           c,
