@@ -63,9 +63,14 @@ t("a body without query is a 400 invalid_request that names the field", async ()
 t("a body over MAX_BODY_BYTES is a 413 and the bridge runs nothing", async () => {
   const small = await startBridgeFor(grpcTarget, { MAX_BODY_BYTES: "2048" });
   const comment = "x".repeat(4096);
-  const response = await postQuery(small.url, { query: `select 1 /* ${comment} */` });
+  const response = await postQuery(
+    small.url,
+    { query: `select 1 /* ${comment} */` },
+    { "x-request-id": "too-big-1" },
+  );
   assert.is(response.status, 413);
   assert.is(response.body.error.code, "body_too_large");
+  assert.is(response.headers.get("x-request-id"), "too-big-1");
   const fits = await postQuery(small.url, { query: "select 1 as one" });
   assert.is(fits.status, 200);
   assert.equal(fits.body.result, [{ one: 1 }]);
@@ -180,6 +185,10 @@ t(
     });
     assert.is(response.status, 200, response.text);
     assert.equal(response.body.result, [{ int_text: true, float_text: true, bool_text: "true" }]);
+    // Parameters carry no type OID, so a statement that fixes none for $1 cannot run.
+    const unresolved = await postQuery(url, { query: "select pg_typeof($1)", params: [1] });
+    assert.is(unresolved.status, 400);
+    assert.is(unresolved.body.error.code, "42P18");
   },
 );
 
@@ -260,6 +269,22 @@ t("NDJSON streams a header line, 100,000 row lines in order, and a footer last",
   assert.equal(JSON.parse(lines[100_001]!), { footer: { command: "SELECT", rowCount: 100000 } });
 });
 
+t("an error after NDJSON rows began ends the stream with an error line", async () => {
+  const response = await postQuery(
+    url,
+    { query: "select 10 / (3 - g) as q from generate_series(1, 5) g" },
+    { accept: "application/x-ndjson" },
+  );
+  assert.is(response.status, 200);
+  const lines = response.body as JsonBody[];
+  assert.ok(lines[0].header, "header first");
+  assert.is(lines.at(-1).error.code, "22012");
+  assert.not.ok(
+    lines.some((l) => l.footer),
+    "no footer after an error",
+  );
+});
+
 t(
   "a client that disconnects mid-stream gets its statement cancelled and the bridge keeps serving",
   async () => {
@@ -313,6 +338,9 @@ t("x-request-id is echoed when the caller sends one and generated when not", asy
   const failed = await postQuery(url, { query: "selec 1" }, { "x-request-id": "trace-err" });
   assert.is(failed.status, 400);
   assert.is(failed.headers.get("x-request-id"), "trace-err");
+  const notFound = await fetch(`${url}/nowhere`, { headers: { "x-request-id": "trace-404" } });
+  assert.is(notFound.status, 404);
+  assert.is(notFound.headers.get("x-request-id"), "trace-404");
 });
 
 t.run();
