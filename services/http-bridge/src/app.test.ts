@@ -338,6 +338,11 @@ t("x-request-id is echoed when the caller sends one and generated when not", asy
   const failed = await postQuery(url, { query: "selec 1" }, { "x-request-id": "trace-err" });
   assert.is(failed.status, 400);
   assert.is(failed.headers.get("x-request-id"), "trace-err");
+  for (const odd of ["caf\u00e9", "spaces and; semicolons"]) {
+    const replaced = await postQuery(url, { query: "select 1" }, { "x-request-id": odd });
+    assert.is(replaced.status, 200, odd);
+    assert.match(replaced.headers.get("x-request-id") ?? "", UUID);
+  }
   const notFound = await fetch(`${url}/nowhere`, { headers: { "x-request-id": "trace-404" } });
   assert.is(notFound.status, 404);
   assert.is(notFound.headers.get("x-request-id"), "trace-404");

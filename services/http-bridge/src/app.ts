@@ -42,7 +42,7 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
 
   // Before bodyLimit and routing, so 413s and 404s carry the id too.
   app.use(async (c, next) => {
-    const requestId = c.req.header("x-request-id") || randomUUID();
+    const requestId = requestIdOf(c.req.header("x-request-id"));
     c.set("requestId", requestId);
     c.header("x-request-id", requestId);
     await next();
@@ -111,6 +111,15 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
     return c.json({ error: { code: "internal", message: "internal error", grpcStatus: "INTERNAL" } }, 500);
   });
   return app;
+}
+
+/**
+ * The caller's id when it is a sane token, else a fresh one. Same rule as
+ * query-grpc, so the id echoed here is the one in its logs and in
+ * pg_stat_activity; and gRPC metadata refuses non-ASCII values outright.
+ */
+function requestIdOf(given: string | undefined): string {
+  return given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID();
 }
 
 /**
