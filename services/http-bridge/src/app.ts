@@ -34,8 +34,19 @@ export interface BridgeDeps {
 
 const NDJSON = "application/x-ndjson";
 
-export function createApp(deps: BridgeDeps): Hono {
-  const app = new Hono();
+/** Set by the first middleware: the caller's x-request-id, or a fresh one. */
+type BridgeEnv = { Variables: { requestId: string } };
+
+export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
+  const app = new Hono<BridgeEnv>();
+
+  // Before bodyLimit and routing, so 413s and 404s carry the id too.
+  app.use(async (c, next) => {
+    const requestId = requestIdOf(c.req.header("x-request-id"));
+    c.set("requestId", requestId);
+    c.header("x-request-id", requestId);
+    await next();
+  });
 
   app.get("/", (c) => c.json({ status: "ok", service: "querygate" }));
   app.get("/healthz", (c) => c.json({ status: "ok" }));
@@ -54,10 +65,8 @@ export function createApp(deps: BridgeDeps): Hono {
         sendError(c, requestError(413, "body_too_large", `request body exceeds ${deps.maxBodyBytes} bytes`)),
     }),
     async (c) => {
-      const requestId = c.req.header("x-request-id") || randomUUID();
-      c.header("x-request-id", requestId);
-      const contentType = c.req.header("content-type") ?? "";
-      if (!/^application\/json\b/i.test(contentType)) {
+      const requestId = c.get("requestId");
+      if (!acceptsBodyOf(c.req.header("content-type"))) {
         return sendError(
           c,
           requestError(
@@ -102,6 +111,28 @@ export function createApp(deps: BridgeDeps): Hono {
     return c.json({ error: { code: "internal", message: "internal error", grpcStatus: "INTERNAL" } }, 500);
   });
   return app;
+}
+
+/**
+ * The caller's id when it is a sane token, else a fresh one. Same rule as
+ * query-grpc, so the id echoed here is the one in its logs and in
+ * pg_stat_activity; and gRPC metadata refuses non-ASCII values outright.
+ */
+function requestIdOf(given: string | undefined): string {
+  return given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID();
+}
+
+/**
+ * The original tool read the body as JSON whatever its content-type, and its
+ * users (and `curl -d`, which sends application/x-www-form-urlencoded) rely on
+ * that: accept no content-type, JSON, or curl's default; refuse only other
+ * explicit types, which are a client sending something else by mistake.
+ */
+function acceptsBodyOf(contentType: string | undefined): boolean {
+  const mediaType = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+  return (
+    mediaType === "" || mediaType === "application/json" || mediaType === "application/x-www-form-urlencoded"
+  );
 }
 
 function sendError(c: Context, error: HttpError): Response {
