@@ -18,6 +18,8 @@ export type FailureKind =
   | "too_large"
   | "unavailable"
   | "shutting_down"
+  /** The connection broke while COMMIT was in flight: committed or not, nobody can say. */
+  | "commit_unknown"
   | "internal";
 
 export interface PgFields {
@@ -33,6 +35,8 @@ export class QueryFailure extends Error {
     readonly kind: FailureKind,
     message: string,
     readonly pg?: PgFields,
+    /** ExecuteBatch and Session: which statement (0-based) failed. */
+    readonly statementIndex?: number,
   ) {
     super(message);
   }
@@ -126,6 +130,7 @@ const codeForKind: Record<Exclude<FailureKind, "sql">, status> = {
   too_large: status.RESOURCE_EXHAUSTED,
   unavailable: status.UNAVAILABLE,
   shutting_down: status.UNAVAILABLE,
+  commit_unknown: status.UNAVAILABLE,
   internal: status.INTERNAL,
 };
 
@@ -149,6 +154,7 @@ export function toGrpcStatus(failure: QueryFailure): GrpcStatus {
     hint: failure.pg?.hint ?? "",
     position: failure.pg?.position ?? 0,
     kind: failure.kind,
+    statementIndex: failure.statementIndex,
   });
   metadata.set("querygate-error-bin", Buffer.from(QueryError.encode(error).finish()));
   if (failure.pg) metadata.set("sqlstate", failure.pg.sqlstate);

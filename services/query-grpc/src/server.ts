@@ -18,6 +18,7 @@ import { Executor } from "./executor.js";
 import { HEALTH_SERVICES, HealthState, healthHandlers, Serving } from "./health.js";
 import { queryServiceHandlers } from "./query-service.js";
 import { descriptorIndex, reflectionHandlers } from "./reflection.js";
+import { createTransactionRpcs } from "./transaction-rpcs.js";
 import { TypeNames } from "./type-names.js";
 
 export interface QueryGrpcServer {
@@ -71,11 +72,13 @@ export async function startQueryGrpc(
     keepAlive: true,
   });
   const admission = new Admission(config.POOL_MAX, config.POOL_MAX_WAITING, config.POOL_WAIT_MS);
-  const executor = new Executor(pool, admission, new TypeNames(control), {
+  const typeNames = new TypeNames(control);
+  const executor = new Executor(pool, admission, typeNames, {
     batchRows: config.BATCH_ROWS,
     firstBatchRows: Math.min(100, config.BATCH_ROWS),
     resetSession: config.RESET_SESSION,
   });
+  const transactionRpcs = createTransactionRpcs(config, pool, admission, typeNames);
 
   const health = new HealthState();
   const checkDatabase = async () => {
@@ -105,6 +108,7 @@ export async function startQueryGrpc(
     queryServiceHandlers({
       authenticator,
       executor,
+      transactionRpcs,
       logger,
       limits: {
         defaultTimeoutMs: config.STATEMENT_TIMEOUT_MS,
