@@ -17,6 +17,7 @@ import type {
   ResultFooter,
 } from "../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../shared/src/logger.js";
+import { executeBatch, isBatchBody } from "./batch.js";
 import { fromGrpcError, type HttpError, requestError } from "./errors.js";
 import { rowEncoder } from "./json-codec.js";
 import type { BridgeMetrics } from "./metrics.js";
@@ -82,6 +83,7 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
       } catch {
         return sendError(c, requestError(400, "invalid_json", "request body is not valid JSON"));
       }
+      if (isBatchBody(json)) return executeBatch(c, deps.upstream, json, requestId);
       const parsed = queryBody.safeParse(json);
       if (!parsed.success) {
         const message = parsed.error.issues

@@ -24,10 +24,13 @@ const httpStatusForCode: Record<number, number> = {
   [status.UNAUTHENTICATED]: 401,
 };
 
-/** RESOURCE_EXHAUSTED is refined by querygate's failure kind. */
+/** Some failure kinds refine their gRPC code's status. */
 const httpStatusForKind: Record<string, number> = {
+  // RESOURCE_EXHAUSTED
   too_large: 413,
   overloaded: 503,
+  // UNAVAILABLE, but not "retry shortly": the COMMIT may have happened.
+  commit_unknown: 502,
 };
 
 export interface HttpError {
@@ -43,6 +46,10 @@ export interface HttpError {
       position?: number;
       /** The gRPC status name behind the HTTP status, e.g. "INVALID_ARGUMENT". */
       grpcStatus: string;
+      /** A batch's failing statement, 0-based. */
+      statementIndex?: number;
+      /** True when running the same batch again may succeed (serialization failure, deadlock). */
+      retryable?: boolean;
     };
   };
 }
@@ -58,10 +65,7 @@ export function fromGrpcError(error: ServiceError): HttpError {
   const detail = bin instanceof Buffer ? QueryError.decode(bin) : undefined;
   const code = error.code ?? status.UNKNOWN;
   const kind = detail?.kind ?? "";
-  const httpStatus =
-    (code === status.RESOURCE_EXHAUSTED ? httpStatusForKind[kind] : undefined) ??
-    httpStatusForCode[code] ??
-    500;
+  const httpStatus = httpStatusForKind[kind] ?? httpStatusForCode[code] ?? 500;
   const headers: Record<string, string> = {};
   if (httpStatus === 401) headers["www-authenticate"] = "Bearer";
   if (httpStatus === 503 || httpStatus === 429) headers["retry-after"] = "1";
@@ -78,6 +82,7 @@ export function fromGrpcError(error: ServiceError): HttpError {
         ...(detail?.hint ? { hint: detail.hint } : {}),
         ...(detail?.position ? { position: detail.position } : {}),
         grpcStatus,
+        ...(detail?.statementIndex !== undefined ? { statementIndex: detail.statementIndex } : {}),
       },
     },
   };

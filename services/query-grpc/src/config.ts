@@ -61,6 +61,25 @@ const schema = z
     MAX_STATEMENT_TIMEOUT_MS: env.int(300_000, 1, 86_400_000),
     /** Rows per streamed batch once the first, smaller batch has gone out. */
     BATCH_ROWS: env.int(2000, 1, 100_000),
+    /** Concurrent Session streams, each holding a connection; unset = half of POOL_MAX (at least 1). */
+    MAX_SESSIONS: z.coerce
+      .number({ error: "expected a whole number between 1 and 1000" })
+      .int("expected a whole number between 1 and 1000")
+      .min(1, "expected a whole number between 1 and 1000")
+      .max(1000, "expected a whole number between 1 and 1000")
+      .optional(),
+    /** A Session waiting this long for the client's next message is rolled back and closed. */
+    SESSION_IDLE_TIMEOUT_MS: env.int(30_000, 100, 3_600_000),
+    /** No Session (so no transaction of one) lives longer than this. */
+    SESSION_MAX_LIFETIME_MS: env.int(300_000, 1000, 86_400_000),
+    /** Most statements in one ExecuteBatch. */
+    BATCH_MAX_STATEMENTS: env.int(1000, 1, 100_000),
+    /**
+     * Cap on an ExecuteBatch response (approximate serialized bytes). Its
+     * results travel in one message; the default stays under grpc-js's 4 MiB
+     * default receive limit. Past it the batch is rolled back: RESOURCE_EXHAUSTED.
+     */
+    BATCH_MAX_RESPONSE_BYTES: env.int(4_000_000, 1024, 1024 * 1024 * 1024),
     /** Largest gRPC request message accepted, in bytes. */
     MAX_REQUEST_BYTES: env.int(4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     /** Interval of the database reachability check that drives grpc.health.v1. */
@@ -73,7 +92,13 @@ const schema = z
     path: ["GRPC_HOST"],
     message:
       "listening beyond loopback needs credentials (API_KEYS_FILE or JWT_*_FILE) or ALLOW_UNAUTHENTICATED=true",
-  });
+  })
+  // Sessions hold their connection while idle: they may not take the whole pool from one-shot queries.
+  .refine((c) => c.MAX_SESSIONS === undefined || c.MAX_SESSIONS <= c.POOL_MAX, {
+    path: ["MAX_SESSIONS"],
+    message: "must not exceed POOL_MAX",
+  })
+  .transform((c) => ({ ...c, MAX_SESSIONS: c.MAX_SESSIONS ?? Math.max(1, Math.floor(c.POOL_MAX / 2)) }));
 
 export type QueryGrpcConfig = z.infer<typeof schema>;
 

@@ -25,7 +25,7 @@ interface Waiter<T> {
 type State = "new" | "describing" | "idle" | "reading" | "complete" | "finishing" | "done";
 
 // `pg` hands this object the protocol messages of the active query.
-interface ProtocolConnection extends EventEmitter {
+export interface ProtocolConnection extends EventEmitter {
   stream: { cork(): void; uncork(): void };
   parse(query: { text: string; name?: string; types?: number[] }): void;
   bind(config: { portal?: string; statement?: string; values?: ParamValue[] }): void;

@@ -19,6 +19,7 @@ export type FailureKind =
   | "unavailable"
   | "commit_unknown"
   | "shutting_down"
+  /** The connection broke while COMMIT was in flight: committed or not, nobody can say. */
   | "internal";
 
 export interface PgFields {
@@ -34,6 +35,8 @@ export class QueryFailure extends Error {
     readonly kind: FailureKind,
     message: string,
     readonly pg?: PgFields,
+    /** ExecuteBatch and Session: which statement (0-based) failed. */
+    readonly statementIndex?: number,
   ) {
     super(message);
   }
@@ -165,6 +168,7 @@ export function toGrpcStatus(failure: QueryFailure): GrpcStatus {
     hint: failure.pg?.hint ?? "",
     position: failure.pg?.position ?? 0,
     kind: failure.kind,
+    statementIndex: failure.statementIndex,
   });
   metadata.set("querygate-error-bin", Buffer.from(QueryError.encode(error).finish()));
   if (failure.pg) metadata.set("sqlstate", failure.pg.sqlstate);

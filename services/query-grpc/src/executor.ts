@@ -158,7 +158,7 @@ async function rollback(client: pg.PoolClient, cursor: TransactionCursor): Promi
   }
 }
 
-function toRow(raw: RawRow): Row {
+export function toRow(raw: RawRow): Row {
   const nullColumns: number[] = [];
   const values = new Array<string>(raw.length);
   for (let i = 0; i < raw.length; i++) {
@@ -173,16 +173,16 @@ function toRow(raw: RawRow): Row {
   return { values, nullColumns };
 }
 
-function commandOf(tag: string): string {
+export function commandOf(tag: string): string {
   return tag.replace(/( \d+)+$/, "");
 }
 
-function affectedRows(tag: string): number {
+export function affectedRows(tag: string): number {
   const match = / (\d+)$/.exec(tag);
   return match ? Number(match[1]) : 0;
 }
 
-function backendKey(client: pg.PoolClient) {
+export function backendKey(client: pg.PoolClient) {
   const c = client as unknown as { host: string; port: number; processID: number; secretKey: number };
   return { host: c.host, port: c.port, processID: c.processID, secretKey: c.secretKey };
 }

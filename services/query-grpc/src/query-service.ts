@@ -10,11 +10,14 @@ import type {
 } from "../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../shared/src/logger.js";
 import type { Authenticator, Caller } from "./auth.js";
+import { executeBatchHandler } from "./batch-service.js";
 import { type Classification, classify } from "./classify.js";
 import type { ParamValue } from "./cursor.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { Executor, ResultWriter, StatementRequest } from "./executor.js";
 import type { CancelReason, QueryMetrics } from "./metrics.js";
+import { sessionHandler } from "./session-service.js";
+import type { TransactionRpcs } from "./transaction-rpcs.js";
 
 export interface QueryServiceLimits {
   defaultTimeoutMs: number;
@@ -25,6 +28,8 @@ export interface QueryServiceDeps {
   authenticator: Authenticator;
   executor: Executor;
   metrics: QueryMetrics;
+  /** ExecuteBatch and Session (batch-service.ts, session-service.ts). */
+  transactionRpcs: TransactionRpcs;
   limits: QueryServiceLimits;
   logger: Logger;
   /** False once shutdown began: new calls are refused before any SQL runs. */
@@ -40,6 +45,8 @@ export function queryServiceHandlers(deps: QueryServiceDeps): QueryServiceServer
       const done = handleExecute(call, deps, controller);
       deps.track(done, (reason) => abort(controller, reason, "shutdown", deps.metrics));
     },
+    executeBatch: executeBatchHandler(deps),
+    session: sessionHandler(deps),
   };
 }
 

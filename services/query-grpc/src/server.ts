@@ -20,6 +20,7 @@ import { HEALTH_SERVICES, HealthState, healthHandlers, Serving } from "./health.
 import { QueryMetrics } from "./metrics.js";
 import { queryServiceHandlers } from "./query-service.js";
 import { descriptorIndex, reflectionHandlers } from "./reflection.js";
+import { createTransactionRpcs } from "./transaction-rpcs.js";
 import { TypeNames } from "./type-names.js";
 
 export interface QueryGrpcServer {
@@ -77,11 +78,13 @@ export async function startQueryGrpc(
   });
   const admission = new Admission(config.POOL_MAX, config.POOL_MAX_WAITING, config.POOL_WAIT_MS);
   const metrics = new QueryMetrics(pool, admission);
-  const executor = new Executor(pool, admission, new TypeNames(control), {
+  const typeNames = new TypeNames(control);
+  const executor = new Executor(pool, admission, typeNames, {
     batchRows: config.BATCH_ROWS,
     firstBatchRows: Math.min(100, config.BATCH_ROWS),
     resetSession: config.RESET_SESSION,
   });
+  const transactionRpcs = createTransactionRpcs(config, pool, admission, typeNames);
 
   const health = new HealthState();
   const checkDatabase = async () => {
@@ -112,6 +115,7 @@ export async function startQueryGrpc(
       authenticator,
       executor,
       metrics,
+      transactionRpcs,
       logger,
       limits: {
         defaultTimeoutMs: config.STATEMENT_TIMEOUT_MS,

@@ -10,11 +10,16 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
+  type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleServerStreamingCall,
+  type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
+  type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { NullValue, nullValueFromJSON, nullValueToJSON } from "../../google/protobuf/struct.js";
@@ -22,6 +27,52 @@ import { NullValue, nullValueFromJSON, nullValueToJSON } from "../../google/prot
 export const protobufPackage = "querygate.v1";
 
 export const protobufFileName = "querygate/v1/query.proto";
+
+export enum IsolationLevel {
+  /** ISOLATION_LEVEL_UNSPECIFIED - The database's default_transaction_isolation (normally READ COMMITTED). */
+  ISOLATION_LEVEL_UNSPECIFIED = 0,
+  ISOLATION_LEVEL_READ_COMMITTED = 1,
+  ISOLATION_LEVEL_REPEATABLE_READ = 2,
+  ISOLATION_LEVEL_SERIALIZABLE = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function isolationLevelFromJSON(object: any): IsolationLevel {
+  switch (object) {
+    case 0:
+    case "ISOLATION_LEVEL_UNSPECIFIED":
+      return IsolationLevel.ISOLATION_LEVEL_UNSPECIFIED;
+    case 1:
+    case "ISOLATION_LEVEL_READ_COMMITTED":
+      return IsolationLevel.ISOLATION_LEVEL_READ_COMMITTED;
+    case 2:
+    case "ISOLATION_LEVEL_REPEATABLE_READ":
+      return IsolationLevel.ISOLATION_LEVEL_REPEATABLE_READ;
+    case 3:
+    case "ISOLATION_LEVEL_SERIALIZABLE":
+      return IsolationLevel.ISOLATION_LEVEL_SERIALIZABLE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return IsolationLevel.UNRECOGNIZED;
+  }
+}
+
+export function isolationLevelToJSON(object: IsolationLevel): string {
+  switch (object) {
+    case IsolationLevel.ISOLATION_LEVEL_UNSPECIFIED:
+      return "ISOLATION_LEVEL_UNSPECIFIED";
+    case IsolationLevel.ISOLATION_LEVEL_READ_COMMITTED:
+      return "ISOLATION_LEVEL_READ_COMMITTED";
+    case IsolationLevel.ISOLATION_LEVEL_REPEATABLE_READ:
+      return "ISOLATION_LEVEL_REPEATABLE_READ";
+    case IsolationLevel.ISOLATION_LEVEL_SERIALIZABLE:
+      return "ISOLATION_LEVEL_SERIALIZABLE";
+    case IsolationLevel.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 export interface ExecuteRequest {
   /** The statement text. Positional parameters are written $1, $2, ... */
@@ -142,9 +193,120 @@ export interface QueryError {
   position: number;
   /**
    * Kind of failure independent of PostgreSQL, e.g. "sql", "unavailable",
-   * "timeout", "cancelled", "limit", "auth".
+   * "timeout", "cancelled", "limit", "auth"; "commit_unknown" when the
+   * connection broke while COMMIT was in flight, so the transaction may or
+   * may not have committed.
    */
   kind: string;
+  /**
+   * ExecuteBatch and Session: the 0-based index of the statement that failed
+   * (in the batch, or among the session's statement messages). Absent when
+   * the failure is not about one statement, e.g. at COMMIT.
+   */
+  statementIndex?: number | undefined;
+}
+
+export interface ExecuteBatchRequest {
+  /** Run in this order, in one transaction. */
+  statements: Statement[];
+  /** An absent options message means server defaults. */
+  options: TransactionOptions | undefined;
+}
+
+/** One statement of a batch or a session. */
+export interface Statement {
+  /**
+   * One SQL statement; transaction control (BEGIN, COMMIT, SAVEPOINT, ...)
+   * is refused: the transaction is the batch's or the session's own.
+   */
+  sql: string;
+  params: Value[];
+  /**
+   * Stop after this many rows (the footer then says truncated). 0 = the
+   * transaction options' max_rows.
+   */
+  maxRows: string;
+  /**
+   * Statement timeout in milliseconds. 0 = the transaction options'
+   * timeout_ms, else the server default. Capped like Execute's.
+   */
+  timeoutMs: number;
+}
+
+/** How the transaction of a batch or a session runs. */
+export interface TransactionOptions {
+  isolation: IsolationLevel;
+  /** READ ONLY: any write fails with SQLSTATE 25006. */
+  readOnly: boolean;
+  /**
+   * DEFERRABLE: only meaningful with SERIALIZABLE and read_only, where it
+   * waits for a snapshot that can never cause a serialization failure.
+   */
+  deferrable: boolean;
+  /**
+   * Default statement timeout in milliseconds for each statement. 0 = the
+   * server default. It applies per statement, not to the transaction.
+   */
+  timeoutMs: number;
+  /** Free text that shows up as PostgreSQL's application_name and in logs. */
+  applicationTag: string;
+  /** Default max_rows for each statement. 0 = no limit. */
+  maxRows: string;
+}
+
+export interface ExecuteBatchResponse {
+  /** One result per statement, in request order. The transaction committed. */
+  results: StatementResult[];
+  /** Time spent on the server, from receiving the request to after COMMIT. */
+  serverTimeMs: number;
+}
+
+/**
+ * A whole result in one message: the same columns, rows and footer that
+ * Execute streams as header, row batches and footer.
+ */
+export interface StatementResult {
+  columns: Column[];
+  rows: Row[];
+  footer: ResultFooter | undefined;
+}
+
+export interface SessionRequest {
+  /** Optional; if sent, it must be the first message. */
+  begin?: TransactionOptions | undefined;
+  statement?: Statement | undefined;
+  commit?: Commit | undefined;
+  rollback?: Rollback | undefined;
+}
+
+/** Ends the session's transaction with COMMIT (after querygate's checks). */
+export interface Commit {
+}
+
+/** Ends the session's transaction with ROLLBACK. */
+export interface Rollback {
+}
+
+export interface SessionResponse {
+  /**
+   * Per statement, as in Execute: one header, zero or more row batches,
+   * one footer.
+   */
+  header?: ResultHeader | undefined;
+  rows?: RowBatch | undefined;
+  footer?:
+    | ResultFooter
+    | undefined;
+  /** The last message of a session that ended without an error. */
+  outcome?: TransactionOutcome | undefined;
+}
+
+export interface TransactionOutcome {
+  /**
+   * True: COMMIT succeeded. False: the transaction was rolled back (the
+   * client sent rollback, or closed its side without commit or rollback).
+   */
+  committed: boolean;
 }
 
 function createBaseExecuteRequest(): ExecuteRequest {
@@ -1222,7 +1384,7 @@ export const ResultFooter: MessageFns<ResultFooter> = {
 };
 
 function createBaseQueryError(): QueryError {
-  return { sqlstate: "", message: "", detail: "", hint: "", position: 0, kind: "" };
+  return { sqlstate: "", message: "", detail: "", hint: "", position: 0, kind: "", statementIndex: undefined };
 }
 
 export const QueryError: MessageFns<QueryError> = {
@@ -1244,6 +1406,9 @@ export const QueryError: MessageFns<QueryError> = {
     }
     if (message.kind !== "") {
       writer.uint32(50).string(message.kind);
+    }
+    if (message.statementIndex !== undefined) {
+      writer.uint32(56).uint32(message.statementIndex);
     }
     return writer;
   },
@@ -1309,6 +1474,14 @@ export const QueryError: MessageFns<QueryError> = {
             message.kind = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.statementIndex = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1329,6 +1502,11 @@ export const QueryError: MessageFns<QueryError> = {
       hint: isSet(object.hint) ? globalThis.String(object.hint) : "",
       position: isSet(object.position) ? globalThis.Number(object.position) : 0,
       kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      statementIndex: isSet(object.statementIndex)
+        ? globalThis.Number(object.statementIndex)
+        : isSet(object.statement_index)
+        ? globalThis.Number(object.statement_index)
+        : undefined,
     };
   },
 
@@ -1352,6 +1530,9 @@ export const QueryError: MessageFns<QueryError> = {
     if (message.kind !== "") {
       obj.kind = message.kind;
     }
+    if (message.statementIndex !== undefined) {
+      obj.statementIndex = Math.round(message.statementIndex);
+    }
     return obj;
   },
 
@@ -1366,6 +1547,999 @@ export const QueryError: MessageFns<QueryError> = {
     message.hint = object.hint ?? "";
     message.position = object.position ?? 0;
     message.kind = object.kind ?? "";
+    message.statementIndex = object.statementIndex ?? undefined;
+    return message;
+  },
+};
+
+function createBaseExecuteBatchRequest(): ExecuteBatchRequest {
+  return { statements: [], options: undefined };
+}
+
+export const ExecuteBatchRequest: MessageFns<ExecuteBatchRequest> = {
+  encode(message: ExecuteBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.statements) {
+      Statement.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.options !== undefined) {
+      TransactionOptions.encode(message.options, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecuteBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecuteBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.statements.push(Statement.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.options = TransactionOptions.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecuteBatchRequest {
+    return {
+      statements: globalThis.Array.isArray(object?.statements)
+        ? object.statements.map((e: any) => Statement.fromJSON(e))
+        : [],
+      options: isSet(object.options) ? TransactionOptions.fromJSON(object.options) : undefined,
+    };
+  },
+
+  toJSON(message: ExecuteBatchRequest): unknown {
+    const obj: any = {};
+    if (message.statements?.length) {
+      obj.statements = message.statements.map((e) => Statement.toJSON(e));
+    }
+    if (message.options !== undefined) {
+      obj.options = TransactionOptions.toJSON(message.options);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExecuteBatchRequest>): ExecuteBatchRequest {
+    return ExecuteBatchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecuteBatchRequest>): ExecuteBatchRequest {
+    const message = createBaseExecuteBatchRequest();
+    message.statements = object.statements?.map((e) => Statement.fromPartial(e)) || [];
+    message.options = (object.options !== undefined && object.options !== null)
+      ? TransactionOptions.fromPartial(object.options)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStatement(): Statement {
+  return { sql: "", params: [], maxRows: "0", timeoutMs: 0 };
+}
+
+export const Statement: MessageFns<Statement> = {
+  encode(message: Statement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sql !== "") {
+      writer.uint32(10).string(message.sql);
+    }
+    for (const v of message.params) {
+      Value.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.maxRows !== "0") {
+      writer.uint32(24).uint64(message.maxRows);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(32).uint32(message.timeoutMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Statement {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatement();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sql = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.params.push(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxRows = reader.uint64().toString();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Statement {
+    return {
+      sql: isSet(object.sql) ? globalThis.String(object.sql) : "",
+      params: globalThis.Array.isArray(object?.params) ? object.params.map((e: any) => Value.fromJSON(e)) : [],
+      maxRows: isSet(object.maxRows)
+        ? globalThis.String(object.maxRows)
+        : isSet(object.max_rows)
+        ? globalThis.String(object.max_rows)
+        : "0",
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: Statement): unknown {
+    const obj: any = {};
+    if (message.sql !== "") {
+      obj.sql = message.sql;
+    }
+    if (message.params?.length) {
+      obj.params = message.params.map((e) => Value.toJSON(e));
+    }
+    if (message.maxRows !== "0") {
+      obj.maxRows = message.maxRows;
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Statement>): Statement {
+    return Statement.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Statement>): Statement {
+    const message = createBaseStatement();
+    message.sql = object.sql ?? "";
+    message.params = object.params?.map((e) => Value.fromPartial(e)) || [];
+    message.maxRows = object.maxRows ?? "0";
+    message.timeoutMs = object.timeoutMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseTransactionOptions(): TransactionOptions {
+  return { isolation: 0, readOnly: false, deferrable: false, timeoutMs: 0, applicationTag: "", maxRows: "0" };
+}
+
+export const TransactionOptions: MessageFns<TransactionOptions> = {
+  encode(message: TransactionOptions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.isolation !== 0) {
+      writer.uint32(8).int32(message.isolation);
+    }
+    if (message.readOnly !== false) {
+      writer.uint32(16).bool(message.readOnly);
+    }
+    if (message.deferrable !== false) {
+      writer.uint32(24).bool(message.deferrable);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(32).uint32(message.timeoutMs);
+    }
+    if (message.applicationTag !== "") {
+      writer.uint32(42).string(message.applicationTag);
+    }
+    if (message.maxRows !== "0") {
+      writer.uint32(48).uint64(message.maxRows);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransactionOptions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransactionOptions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.isolation = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.readOnly = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deferrable = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.applicationTag = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.maxRows = reader.uint64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransactionOptions {
+    return {
+      isolation: isSet(object.isolation) ? isolationLevelFromJSON(object.isolation) : 0,
+      readOnly: isSet(object.readOnly)
+        ? globalThis.Boolean(object.readOnly)
+        : isSet(object.read_only)
+        ? globalThis.Boolean(object.read_only)
+        : false,
+      deferrable: isSet(object.deferrable) ? globalThis.Boolean(object.deferrable) : false,
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
+      applicationTag: isSet(object.applicationTag)
+        ? globalThis.String(object.applicationTag)
+        : isSet(object.application_tag)
+        ? globalThis.String(object.application_tag)
+        : "",
+      maxRows: isSet(object.maxRows)
+        ? globalThis.String(object.maxRows)
+        : isSet(object.max_rows)
+        ? globalThis.String(object.max_rows)
+        : "0",
+    };
+  },
+
+  toJSON(message: TransactionOptions): unknown {
+    const obj: any = {};
+    if (message.isolation !== 0) {
+      obj.isolation = isolationLevelToJSON(message.isolation);
+    }
+    if (message.readOnly !== false) {
+      obj.readOnly = message.readOnly;
+    }
+    if (message.deferrable !== false) {
+      obj.deferrable = message.deferrable;
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    if (message.applicationTag !== "") {
+      obj.applicationTag = message.applicationTag;
+    }
+    if (message.maxRows !== "0") {
+      obj.maxRows = message.maxRows;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TransactionOptions>): TransactionOptions {
+    return TransactionOptions.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TransactionOptions>): TransactionOptions {
+    const message = createBaseTransactionOptions();
+    message.isolation = object.isolation ?? 0;
+    message.readOnly = object.readOnly ?? false;
+    message.deferrable = object.deferrable ?? false;
+    message.timeoutMs = object.timeoutMs ?? 0;
+    message.applicationTag = object.applicationTag ?? "";
+    message.maxRows = object.maxRows ?? "0";
+    return message;
+  },
+};
+
+function createBaseExecuteBatchResponse(): ExecuteBatchResponse {
+  return { results: [], serverTimeMs: 0 };
+}
+
+export const ExecuteBatchResponse: MessageFns<ExecuteBatchResponse> = {
+  encode(message: ExecuteBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      StatementResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.serverTimeMs !== 0) {
+      writer.uint32(17).double(message.serverTimeMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecuteBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecuteBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(StatementResult.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.serverTimeMs = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecuteBatchResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => StatementResult.fromJSON(e))
+        : [],
+      serverTimeMs: isSet(object.serverTimeMs)
+        ? globalThis.Number(object.serverTimeMs)
+        : isSet(object.server_time_ms)
+        ? globalThis.Number(object.server_time_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ExecuteBatchResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => StatementResult.toJSON(e));
+    }
+    if (message.serverTimeMs !== 0) {
+      obj.serverTimeMs = floatToJson(message.serverTimeMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExecuteBatchResponse>): ExecuteBatchResponse {
+    return ExecuteBatchResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecuteBatchResponse>): ExecuteBatchResponse {
+    const message = createBaseExecuteBatchResponse();
+    message.results = object.results?.map((e) => StatementResult.fromPartial(e)) || [];
+    message.serverTimeMs = object.serverTimeMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseStatementResult(): StatementResult {
+  return { columns: [], rows: [], footer: undefined };
+}
+
+export const StatementResult: MessageFns<StatementResult> = {
+  encode(message: StatementResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.columns) {
+      Column.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.rows) {
+      Row.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.footer !== undefined) {
+      ResultFooter.encode(message.footer, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatementResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatementResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.columns.push(Column.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rows.push(Row.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.footer = ResultFooter.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatementResult {
+    return {
+      columns: globalThis.Array.isArray(object?.columns) ? object.columns.map((e: any) => Column.fromJSON(e)) : [],
+      rows: globalThis.Array.isArray(object?.rows) ? object.rows.map((e: any) => Row.fromJSON(e)) : [],
+      footer: isSet(object.footer) ? ResultFooter.fromJSON(object.footer) : undefined,
+    };
+  },
+
+  toJSON(message: StatementResult): unknown {
+    const obj: any = {};
+    if (message.columns?.length) {
+      obj.columns = message.columns.map((e) => Column.toJSON(e));
+    }
+    if (message.rows?.length) {
+      obj.rows = message.rows.map((e) => Row.toJSON(e));
+    }
+    if (message.footer !== undefined) {
+      obj.footer = ResultFooter.toJSON(message.footer);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatementResult>): StatementResult {
+    return StatementResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatementResult>): StatementResult {
+    const message = createBaseStatementResult();
+    message.columns = object.columns?.map((e) => Column.fromPartial(e)) || [];
+    message.rows = object.rows?.map((e) => Row.fromPartial(e)) || [];
+    message.footer = (object.footer !== undefined && object.footer !== null)
+      ? ResultFooter.fromPartial(object.footer)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSessionRequest(): SessionRequest {
+  return { begin: undefined, statement: undefined, commit: undefined, rollback: undefined };
+}
+
+export const SessionRequest: MessageFns<SessionRequest> = {
+  encode(message: SessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.begin !== undefined) {
+      TransactionOptions.encode(message.begin, writer.uint32(10).fork()).join();
+    }
+    if (message.statement !== undefined) {
+      Statement.encode(message.statement, writer.uint32(18).fork()).join();
+    }
+    if (message.commit !== undefined) {
+      Commit.encode(message.commit, writer.uint32(26).fork()).join();
+    }
+    if (message.rollback !== undefined) {
+      Rollback.encode(message.rollback, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.begin = TransactionOptions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.statement = Statement.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.commit = Commit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.rollback = Rollback.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionRequest {
+    return {
+      begin: isSet(object.begin) ? TransactionOptions.fromJSON(object.begin) : undefined,
+      statement: isSet(object.statement) ? Statement.fromJSON(object.statement) : undefined,
+      commit: isSet(object.commit) ? Commit.fromJSON(object.commit) : undefined,
+      rollback: isSet(object.rollback) ? Rollback.fromJSON(object.rollback) : undefined,
+    };
+  },
+
+  toJSON(message: SessionRequest): unknown {
+    const obj: any = {};
+    if (message.begin !== undefined) {
+      obj.begin = TransactionOptions.toJSON(message.begin);
+    }
+    if (message.statement !== undefined) {
+      obj.statement = Statement.toJSON(message.statement);
+    }
+    if (message.commit !== undefined) {
+      obj.commit = Commit.toJSON(message.commit);
+    }
+    if (message.rollback !== undefined) {
+      obj.rollback = Rollback.toJSON(message.rollback);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SessionRequest>): SessionRequest {
+    return SessionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SessionRequest>): SessionRequest {
+    const message = createBaseSessionRequest();
+    message.begin = (object.begin !== undefined && object.begin !== null)
+      ? TransactionOptions.fromPartial(object.begin)
+      : undefined;
+    message.statement = (object.statement !== undefined && object.statement !== null)
+      ? Statement.fromPartial(object.statement)
+      : undefined;
+    message.commit = (object.commit !== undefined && object.commit !== null)
+      ? Commit.fromPartial(object.commit)
+      : undefined;
+    message.rollback = (object.rollback !== undefined && object.rollback !== null)
+      ? Rollback.fromPartial(object.rollback)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCommit(): Commit {
+  return {};
+}
+
+export const Commit: MessageFns<Commit> = {
+  encode(_: Commit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Commit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): Commit {
+    return {};
+  },
+
+  toJSON(_: Commit): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<Commit>): Commit {
+    return Commit.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<Commit>): Commit {
+    const message = createBaseCommit();
+    return message;
+  },
+};
+
+function createBaseRollback(): Rollback {
+  return {};
+}
+
+export const Rollback: MessageFns<Rollback> = {
+  encode(_: Rollback, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Rollback {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRollback();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): Rollback {
+    return {};
+  },
+
+  toJSON(_: Rollback): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<Rollback>): Rollback {
+    return Rollback.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<Rollback>): Rollback {
+    const message = createBaseRollback();
+    return message;
+  },
+};
+
+function createBaseSessionResponse(): SessionResponse {
+  return { header: undefined, rows: undefined, footer: undefined, outcome: undefined };
+}
+
+export const SessionResponse: MessageFns<SessionResponse> = {
+  encode(message: SessionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.header !== undefined) {
+      ResultHeader.encode(message.header, writer.uint32(10).fork()).join();
+    }
+    if (message.rows !== undefined) {
+      RowBatch.encode(message.rows, writer.uint32(18).fork()).join();
+    }
+    if (message.footer !== undefined) {
+      ResultFooter.encode(message.footer, writer.uint32(26).fork()).join();
+    }
+    if (message.outcome !== undefined) {
+      TransactionOutcome.encode(message.outcome, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SessionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSessionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.header = ResultHeader.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rows = RowBatch.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.footer = ResultFooter.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.outcome = TransactionOutcome.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SessionResponse {
+    return {
+      header: isSet(object.header) ? ResultHeader.fromJSON(object.header) : undefined,
+      rows: isSet(object.rows) ? RowBatch.fromJSON(object.rows) : undefined,
+      footer: isSet(object.footer) ? ResultFooter.fromJSON(object.footer) : undefined,
+      outcome: isSet(object.outcome) ? TransactionOutcome.fromJSON(object.outcome) : undefined,
+    };
+  },
+
+  toJSON(message: SessionResponse): unknown {
+    const obj: any = {};
+    if (message.header !== undefined) {
+      obj.header = ResultHeader.toJSON(message.header);
+    }
+    if (message.rows !== undefined) {
+      obj.rows = RowBatch.toJSON(message.rows);
+    }
+    if (message.footer !== undefined) {
+      obj.footer = ResultFooter.toJSON(message.footer);
+    }
+    if (message.outcome !== undefined) {
+      obj.outcome = TransactionOutcome.toJSON(message.outcome);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SessionResponse>): SessionResponse {
+    return SessionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SessionResponse>): SessionResponse {
+    const message = createBaseSessionResponse();
+    message.header = (object.header !== undefined && object.header !== null)
+      ? ResultHeader.fromPartial(object.header)
+      : undefined;
+    message.rows = (object.rows !== undefined && object.rows !== null) ? RowBatch.fromPartial(object.rows) : undefined;
+    message.footer = (object.footer !== undefined && object.footer !== null)
+      ? ResultFooter.fromPartial(object.footer)
+      : undefined;
+    message.outcome = (object.outcome !== undefined && object.outcome !== null)
+      ? TransactionOutcome.fromPartial(object.outcome)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTransactionOutcome(): TransactionOutcome {
+  return { committed: false };
+}
+
+export const TransactionOutcome: MessageFns<TransactionOutcome> = {
+  encode(message: TransactionOutcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.committed !== false) {
+      writer.uint32(8).bool(message.committed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransactionOutcome {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransactionOutcome();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.committed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransactionOutcome {
+    return { committed: isSet(object.committed) ? globalThis.Boolean(object.committed) : false };
+  },
+
+  toJSON(message: TransactionOutcome): unknown {
+    const obj: any = {};
+    if (message.committed !== false) {
+      obj.committed = message.committed;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TransactionOutcome>): TransactionOutcome {
+    return TransactionOutcome.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TransactionOutcome>): TransactionOutcome {
+    const message = createBaseTransactionOutcome();
+    message.committed = object.committed ?? false;
     return message;
   },
 };
@@ -1389,6 +2563,44 @@ export const QueryServiceService = {
     responseSerialize: (value: ExecuteResponse): Buffer => Buffer.from(ExecuteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExecuteResponse => ExecuteResponse.decode(value),
   },
+  /**
+   * ExecuteBatch runs several statements in one transaction and commits them
+   * together: the response holds every statement's result, in order, and
+   * exists only if the COMMIT succeeded. The first failure rolls everything
+   * back and ends the call with a gRPC status whose QueryError names the
+   * failing statement (`statement_index`). The results travel in one
+   * message, so their size is capped by the server (see docs/transactions.md).
+   */
+  executeBatch: {
+    path: "/querygate.v1.QueryService/ExecuteBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExecuteBatchRequest): Buffer => Buffer.from(ExecuteBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExecuteBatchRequest => ExecuteBatchRequest.decode(value),
+    responseSerialize: (value: ExecuteBatchResponse): Buffer =>
+      Buffer.from(ExecuteBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecuteBatchResponse => ExecuteBatchResponse.decode(value),
+  },
+  /**
+   * Session holds one database connection and one transaction for the life
+   * of the stream. The client sends an optional `begin` first, then
+   * statements, then `commit` or `rollback`; the server answers each
+   * statement with header, row batches and footer, and ends with the
+   * transaction's `outcome`. Any failure rolls the transaction back and ends
+   * the stream with a gRPC status; so does a broken or cancelled stream, a
+   * passed deadline, and a session idle or open for too long. The one
+   * exception is a failure while COMMIT was in flight: then the status is
+   * UNAVAILABLE with kind "commit_unknown" and the outcome is not known.
+   */
+  session: {
+    path: "/querygate.v1.QueryService/Session" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: SessionRequest): Buffer => Buffer.from(SessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SessionRequest => SessionRequest.decode(value),
+    responseSerialize: (value: SessionResponse): Buffer => Buffer.from(SessionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SessionResponse => SessionResponse.decode(value),
+  },
 } as const;
 
 export interface QueryServiceServer extends UntypedServiceImplementation {
@@ -1400,6 +2612,27 @@ export interface QueryServiceServer extends UntypedServiceImplementation {
    * the plain-text keys `sqlstate` and `querygate-error-kind`).
    */
   execute: handleServerStreamingCall<ExecuteRequest, ExecuteResponse>;
+  /**
+   * ExecuteBatch runs several statements in one transaction and commits them
+   * together: the response holds every statement's result, in order, and
+   * exists only if the COMMIT succeeded. The first failure rolls everything
+   * back and ends the call with a gRPC status whose QueryError names the
+   * failing statement (`statement_index`). The results travel in one
+   * message, so their size is capped by the server (see docs/transactions.md).
+   */
+  executeBatch: handleUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse>;
+  /**
+   * Session holds one database connection and one transaction for the life
+   * of the stream. The client sends an optional `begin` first, then
+   * statements, then `commit` or `rollback`; the server answers each
+   * statement with header, row batches and footer, and ends with the
+   * transaction's `outcome`. Any failure rolls the transaction back and ends
+   * the stream with a gRPC status; so does a broken or cancelled stream, a
+   * passed deadline, and a session idle or open for too long. The one
+   * exception is a failure while COMMIT was in flight: then the status is
+   * UNAVAILABLE with kind "commit_unknown" and the outcome is not known.
+   */
+  session: handleBidiStreamingCall<SessionRequest, SessionResponse>;
 }
 
 export interface QueryServiceClient extends Client {
@@ -1416,6 +2649,43 @@ export interface QueryServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<ExecuteResponse>;
+  /**
+   * ExecuteBatch runs several statements in one transaction and commits them
+   * together: the response holds every statement's result, in order, and
+   * exists only if the COMMIT succeeded. The first failure rolls everything
+   * back and ends the call with a gRPC status whose QueryError names the
+   * failing statement (`statement_index`). The results travel in one
+   * message, so their size is capped by the server (see docs/transactions.md).
+   */
+  executeBatch(
+    request: ExecuteBatchRequest,
+    callback: (error: ServiceError | null, response: ExecuteBatchResponse) => void,
+  ): ClientUnaryCall;
+  executeBatch(
+    request: ExecuteBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExecuteBatchResponse) => void,
+  ): ClientUnaryCall;
+  executeBatch(
+    request: ExecuteBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExecuteBatchResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Session holds one database connection and one transaction for the life
+   * of the stream. The client sends an optional `begin` first, then
+   * statements, then `commit` or `rollback`; the server answers each
+   * statement with header, row batches and footer, and ends with the
+   * transaction's `outcome`. Any failure rolls the transaction back and ends
+   * the stream with a gRPC status; so does a broken or cancelled stream, a
+   * passed deadline, and a session idle or open for too long. The one
+   * exception is a failure while COMMIT was in flight: then the status is
+   * UNAVAILABLE with kind "commit_unknown" and the outcome is not known.
+   */
+  session(): ClientDuplexStream<SessionRequest, SessionResponse>;
+  session(options: Partial<CallOptions>): ClientDuplexStream<SessionRequest, SessionResponse>;
+  session(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SessionRequest, SessionResponse>;
 }
 
 export const QueryServiceClient = makeGenericClientConstructor(
