@@ -74,8 +74,14 @@ export class Executor {
     // cursor gets the same error, so this listener only keeps it from being unhandled.
     const onClientError = () => {};
     client.on("error", onClientError);
+    // A CancelRequest travels on its own connection and may land late, on
+    // whatever runs next on this backend: a connection we sent one for is
+    // never handed to another caller.
+    let cancelSent = false;
     const onAbort = () => {
-      if (cursor.busy) void sendCancelRequest(backendKey(client));
+      if (!cursor.busy) return;
+      cancelSent = true;
+      void sendCancelRequest(backendKey(client));
     };
     signal.addEventListener("abort", onAbort);
     let clean = false;
@@ -105,7 +111,8 @@ export class Executor {
         sent += take.length;
         await writer.rows(take.map(toRow));
         if (sent >= limit && !cursor.complete) {
-          truncated = true;
+          // The portal stopped at the limit; only another row proves there was more.
+          truncated = (await cursor.read(1)).length > 0;
           break;
         }
       }
@@ -131,7 +138,7 @@ export class Executor {
       signal.removeEventListener("abort", onAbort);
       client.off("error", onClientError);
       // A connection whose state we cannot vouch for is closed, not reused.
-      client.release(clean ? undefined : true);
+      client.release(clean && !cancelSent ? undefined : true);
     }
   }
 
