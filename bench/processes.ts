@@ -1,0 +1,180 @@
+// query-grpc and the bridge as child processes, run from the compiled dist/
+// as production runs them, so their memory and CPU can be read from /proc
+// apart from the bench's own client work.
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { credentials, Metadata } from "@grpc/grpc-js";
+import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.js";
+import { freePort } from "../scripts/embedded-postgres.js";
+
+export interface ServiceOptions {
+  /** The checkout whose dist/ to run. */
+  root: string;
+  /** Where stdout/stderr (pino's JSON logs) go. */
+  logDir: string;
+  /** When set, the child writes a V8 CPU profile here on exit. */
+  profileDir?: string;
+  /** Distinguishes profiles and logs of the same service in different phases. */
+  label: string;
+}
+
+export class Service {
+  private readonly exited: Promise<number | null>;
+
+  private constructor(
+    readonly name: string,
+    readonly port: number,
+    private readonly child: ChildProcess,
+  ) {
+    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+  }
+
+  static async start(
+    name: "query-grpc" | "http-bridge",
+    env: Record<string, string>,
+    options: ServiceOptions,
+  ): Promise<Service> {
+    const port = await freePort();
+    const script = join(options.root, "dist", "services", name, "src", "main.js");
+    const profile = options.profileDir
+      ? [
+          "--cpu-prof",
+          `--cpu-prof-dir=${options.profileDir}`,
+          `--cpu-prof-name=${options.label}-${name}.cpuprofile`,
+        ]
+      : [];
+    const logFile = join(options.logDir, `${options.label}-${name}.log`);
+    const log = openSync(logFile, "w");
+    const portVariable = name === "query-grpc" ? "GRPC_PORT" : "PORT";
+    const child = spawn(process.execPath, [...profile, script], {
+      cwd: options.root,
+      env: { ...process.env, ...env, [portVariable]: String(port), SHUTDOWN_GRACE_MS: "0" },
+      stdio: ["ignore", log, log],
+    });
+    closeSync(log);
+    const service = new Service(name, port, child);
+    const ready = name === "query-grpc" ? grpcServing(port) : bridgeReady(port);
+    await Promise.race([
+      ready(15_000),
+      service.exited.then((code) => {
+        throw new Error(`${name} exited with ${code} while starting; see ${logFile}`);
+      }),
+    ]);
+    return service;
+  }
+
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  /** SIGTERM (so a CPU profile gets written), then SIGKILL if it lingers. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 10_000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+function grpcServing(port: number) {
+  return async (timeoutMs: number) => {
+    const client = new HealthClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    try {
+      await poll(timeoutMs, `query-grpc on ${port} to serve`, () => {
+        return new Promise<boolean>((resolve) => {
+          client.check({ service: "" }, new Metadata(), { deadline: Date.now() + 1000 }, (error, response) =>
+            resolve(!error && response.status === HealthCheckResponse_ServingStatus.SERVING),
+          );
+        });
+      });
+    } finally {
+      client.close();
+    }
+  };
+}
+
+function bridgeReady(port: number) {
+  return (timeoutMs: number) =>
+    poll(timeoutMs, `http-bridge on ${port} to be ready`, async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/readyz`)).ok;
+      } catch {
+        return false;
+      }
+    });
+}
+
+async function poll(timeoutMs: number, what: string, check: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+// ---- what a process costs, from /proc ----
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** User + system CPU seconds the process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the parenthesised command name; utime and stime are the 14th and 15th overall.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+function statusKb(pid: number, key: "VmRSS" | "VmHWM"): number {
+  const match = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return match ? Number(match[1]) : 0;
+}
+
+/**
+ * Peak resident memory of one process over a stretch of work. The kernel's
+ * high-water mark (VmHWM) is reset at the start (clear_refs 5) so earlier
+ * phases do not count; RSS is also polled in case the reset is not allowed.
+ */
+export class PeakMemory {
+  private polled = 0;
+  private readonly timer: NodeJS.Timeout;
+  private readonly resetWorked: boolean;
+
+  constructor(private readonly pid: number) {
+    try {
+      writeFileSync(`/proc/${pid}/clear_refs`, "5");
+      this.resetWorked = true;
+    } catch {
+      this.resetWorked = false;
+    }
+    this.sample();
+    this.timer = setInterval(() => this.sample(), 50);
+  }
+
+  private sample(): void {
+    this.polled = Math.max(this.polled, statusKb(this.pid, "VmRSS"));
+  }
+
+  /** Peak RSS in MiB since construction. */
+  stop(): number {
+    clearInterval(this.timer);
+    this.sample();
+    const peakKb = this.resetWorked ? Math.max(statusKb(this.pid, "VmHWM"), this.polled) : this.polled;
+    return peakKb / 1024;
+  }
+}
+
+/** CPU used by a set of processes between start and stop, in seconds. */
+export class CpuMeter {
+  private readonly before: number[];
+
+  constructor(private readonly pids: number[]) {
+    this.before = pids.map(cpuSeconds);
+  }
+
+  stop(): number[] {
+    return this.pids.map((pid, i) => cpuSeconds(pid) - (this.before[i] ?? 0));
+  }
+}
