@@ -2,7 +2,7 @@
 // as production runs them, so their memory and CPU can be read from /proc
 // apart from the bench's own client work.
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.js";
@@ -120,7 +120,7 @@ async function poll(timeoutMs: number, what: string, check: () => Promise<boolea
 const CLOCK_TICKS_PER_SECOND = 100;
 
 /** User + system CPU seconds the process has used so far. */
-export function cpuSeconds(pid: number): number {
+function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   // Fields after the parenthesised command name; utime and stime are the 14th and 15th overall.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -166,15 +166,64 @@ export class PeakMemory {
   }
 }
 
-/** CPU used by a set of processes between start and stop, in seconds. */
+/** Something whose CPU use can be read: a process, or a group of them. */
+export interface CpuSource {
+  name: string;
+  /** User + system CPU seconds used so far. */
+  seconds(): number;
+}
+
+export function processCpu(name: string, pid: number): CpuSource {
+  return { name, seconds: () => cpuSeconds(pid) };
+}
+
+/** This process: the bench's clients and the direct-pg baseline. */
+export const clientCpu: CpuSource = {
+  name: "client",
+  seconds: () => {
+    const usage = process.cpuUsage();
+    return (usage.user + usage.system) / 1e6;
+  },
+};
+
+/**
+ * PostgreSQL: the postmaster, its live children (backends, background
+ * workers), and children that already exited (the postmaster's cutime/cstime).
+ */
+export function postgresCpu(dataDir: string): CpuSource {
+  const postmaster = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  return {
+    name: "postgres",
+    seconds: () => {
+      let total = 0;
+      for (const entry of readdirSync("/proc")) {
+        if (!/^\d+$/.test(entry)) continue;
+        let stat: string;
+        try {
+          stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        } catch {
+          continue; // exited while we looked
+        }
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        const pid = Number(entry);
+        if (pid !== postmaster && Number(fields[1]) !== postmaster) continue;
+        total += Number(fields[11]) + Number(fields[12]);
+        if (pid === postmaster) total += Number(fields[13]) + Number(fields[14]);
+      }
+      return total / CLOCK_TICKS_PER_SECOND;
+    },
+  };
+}
+
+/** CPU used by each source between construction and stop(), in seconds, by name. */
 export class CpuMeter {
   private readonly before: number[];
 
-  constructor(private readonly pids: number[]) {
-    this.before = pids.map(cpuSeconds);
+  constructor(private readonly sources: CpuSource[]) {
+    this.before = sources.map((s) => s.seconds());
   }
 
-  stop(): number[] {
-    return this.pids.map((pid, i) => cpuSeconds(pid) - (this.before[i] ?? 0));
+  stop(): Record<string, number> {
+    return Object.fromEntries(this.sources.map((s, i) => [s.name, s.seconds() - (this.before[i] ?? 0)]));
   }
 }

@@ -12,15 +12,13 @@ export interface StreamStats {
   /** Peak RSS of query-grpc (and the bridge) over the reps, MiB. */
   grpcPeakRssMb?: number;
   bridgePeakRssMb?: number;
-  /** CPU time per 1,000 rows, ms. */
-  grpcCpuMsPerKRows?: number;
-  bridgeCpuMsPerKRows?: number;
+  /** CPU time per 1,000 rows, ms, by process (client, query-grpc, bridge, postgres). */
+  cpuMsPerKRows?: Record<string, number>;
 }
 
 export interface SmallStats extends LoadResult {
-  /** CPU time per request, µs. */
-  grpcCpuUsPerRequest?: number;
-  bridgeCpuUsPerRequest?: number;
+  /** CPU time per request, µs, by process (client, query-grpc, bridge, postgres). */
+  cpuUsPerRequest?: Record<string, number>;
 }
 
 export interface FirstRowStats {
@@ -103,10 +101,10 @@ export function formatResults(r: Results): string {
   const m = r.machine;
   out.push(
     `querygate bench (${r.mode === "quick" ? "QUICK: smaller sizes, shorter runs, indicative only" : "full"}) ${r.date}`,
-    `${m.cpuModel}, ${m.cores} cores, ${m.memoryGb} GB; node ${m.node}; PostgreSQL ${m.postgres}; load average ${m.loadAverageStart} at start`,
+    `${m.cpuModel}, ${m.cores} cores, ${m.memoryGb} GB; node ${m.node}; PostgreSQL ${m.postgres}; load average ${m.loadAverageStart} at start, ${m.loadAverageEnd} at end`,
     "",
   );
-  const ratioOf = (name: string) => r.targets.find((t) => t.name === name);
+  const target = (prefix: string) => r.targets.find((t) => t.name.startsWith(prefix));
   const verdict = (t: Target | undefined) =>
     t
       ? `${t.value.toFixed(2)}${t.unit === "×" ? "×" : ` ${t.unit}`} ${t.goal} ${t.pass ? "PASS" : "FAIL"}`
@@ -114,15 +112,11 @@ export function formatResults(r: Results): string {
 
   if (r.bulk) {
     const b = r.bulk;
+    const w = [22, 11, 10, 11, 11, 0];
     out.push(`Bulk stream: ${count(b.pg.rows)} rows × 5 columns, median of ${b.pg.reps}`);
+    out.push(row(["", "rows/s", "first row", "q-grpc RSS", "bridge RSS", "ratio vs pg  target"], w));
     out.push(
-      row(
-        ["", "rows/s", "first row", "q-grpc RSS", "CPU/1k rows", "ratio vs pg  target"],
-        [24, 11, 10, 11, 20, 0],
-      ),
-    );
-    out.push(
-      row(["direct pg (pg-cursor)", count(b.pg.rowsPerSecond), ms(b.pg.firstRowMs), "", "", "1.00"], widths),
+      row(["direct pg (pg-cursor)", count(b.pg.rowsPerSecond), ms(b.pg.firstRowMs), "", "", "1.00"], w),
     );
     out.push(
       row(
@@ -131,10 +125,10 @@ export function formatResults(r: Results): string {
           count(b.grpc.rowsPerSecond),
           ms(b.grpc.firstRowMs),
           mb(b.grpc.grpcPeakRssMb),
-          `q-grpc ${fixed(b.grpc.grpcCpuMsPerKRows)} ms`,
-          verdict(ratioOf("bulk gRPC rows/s vs direct pg cursor")),
+          "",
+          verdict(target("bulk gRPC")),
         ],
-        widths,
+        w,
       ),
     );
     out.push(
@@ -144,29 +138,27 @@ export function formatResults(r: Results): string {
           count(b.ndjson.rowsPerSecond),
           ms(b.ndjson.firstRowMs),
           mb(b.ndjson.grpcPeakRssMb),
-          `bridge ${fixed(b.ndjson.bridgeCpuMsPerKRows)} ms`,
-          verdict(ratioOf("bulk bridge NDJSON rows/s vs direct pg cursor")),
+          mb(b.ndjson.bridgePeakRssMb),
+          verdict(target("bulk bridge")),
         ],
-        widths,
+        w,
       ),
     );
     out.push(
-      `  rows/s per rep: pg ${b.pg.allRowsPerSecond.map(count).join(", ")}; gRPC ${b.grpc.allRowsPerSecond
-        .map(count)
-        .join(", ")}; NDJSON ${b.ndjson.allRowsPerSecond.map(count).join(", ")}`,
+      `  rows/s of each rep: pg ${b.pg.allRowsPerSecond.map(count).join(", ")}; gRPC ${b.grpc.allRowsPerSecond.map(count).join(", ")}; NDJSON ${b.ndjson.allRowsPerSecond.map(count).join(", ")}`,
+      `  CPU ms per 1k rows: pg ${cpuLine(b.pg.cpuMsPerKRows, 2)}; gRPC ${cpuLine(b.grpc.cpuMsPerKRows, 2)}; NDJSON ${cpuLine(b.ndjson.cpuMsPerKRows, 2)}`,
       "",
     );
   }
 
   if (r.small) {
     const s = r.small;
+    const w = [22, 11, 10, 10, 0];
     out.push(
       `Small queries: primary-key lookup, ${r.sizes.callers} concurrent callers, ${r.sizes.smallSeconds} s each`,
     );
-    out.push(row(["", "req/s", "p50", "p99", "CPU/request", "ratio vs pg  target"], widths));
-    out.push(
-      row(["direct pg (pg.Pool)", count(s.pg.perSecond), ms(s.pg.p50Ms), ms(s.pg.p99Ms), "", "1.00"], widths),
-    );
+    out.push(row(["", "req/s", "p50", "p99", "ratio vs pg  target       p99 target"], w));
+    out.push(row(["direct pg (pg.Pool)", count(s.pg.perSecond), ms(s.pg.p50Ms), ms(s.pg.p99Ms), "1.00"], w));
     out.push(
       row(
         [
@@ -174,10 +166,9 @@ export function formatResults(r: Results): string {
           count(s.grpc.perSecond),
           ms(s.grpc.p50Ms),
           ms(s.grpc.p99Ms),
-          `q-grpc ${fixed(s.grpc.grpcCpuUsPerRequest, 0)} µs`,
-          verdict(ratioOf("small queries gRPC req/s vs direct pg pool")),
+          `${verdict(target("small queries gRPC req/s"))}   ${passFail(target("small queries gRPC p99"))}`,
         ],
-        widths,
+        w,
       ),
     );
     out.push(
@@ -187,49 +178,45 @@ export function formatResults(r: Results): string {
           count(s.bridge.perSecond),
           ms(s.bridge.p50Ms),
           ms(s.bridge.p99Ms),
-          `bridge ${fixed(s.bridge.bridgeCpuUsPerRequest, 0)} µs`,
-          verdict(ratioOf("small queries bridge req/s vs direct pg pool")),
+          `${verdict(target("small queries bridge req/s"))}   ${passFail(target("small queries bridge p99"))}`,
         ],
-        widths,
+        w,
       ),
     );
     out.push(
-      `  p99 gRPC ${verdict(ratioOf("small queries gRPC p99"))}; p99 bridge ${verdict(ratioOf("small queries bridge p99"))}`,
+      `  CPU µs per request: pg ${cpuLine(s.pg.cpuUsPerRequest, 0)}; gRPC ${cpuLine(s.grpc.cpuUsPerRequest, 0)}; bridge ${cpuLine(s.bridge.cpuUsPerRequest, 0)}`,
       "",
     );
   }
 
   if (r.firstRow) {
     const f = r.firstRow;
-    const big = count(r.sizes.bigRows ?? 0);
+    const w = [22, 20, 20, 0];
     out.push(
-      `Time to first row: median (p90) of ${f.fewRows.grpc.reps} tries; the big one stops after its first row`,
+      `Time to first row: median (p90) of ${f.fewRows.grpc.reps} tries; the big one is abandoned after its first row`,
     );
-    const firstRowWidths = [24, 20, 20, 0];
-    out.push(row(["", "10 rows", `${big} rows`, "target"], firstRowWidths));
-    const line = (name: string, few: FirstRowStats, all: FirstRowStats, target = "") =>
+    out.push(row(["", "10 rows", `${count(r.sizes.bigRows ?? 0)} rows`, "target < 20 ms"], w));
+    const line = (name: string, few: FirstRowStats, all: FirstRowStats, verdicts = "") =>
       row(
-        [name, `${ms(few.medianMs)} (${ms(few.p90Ms)})`, `${ms(all.medianMs)} (${ms(all.p90Ms)})`, target],
-        firstRowWidths,
+        [name, `${ms(few.medianMs)} (${ms(few.p90Ms)})`, `${ms(all.medianMs)} (${ms(all.p90Ms)})`, verdicts],
+        w,
       );
     out.push(line("direct pg (pg-cursor)", f.fewRows.pg, f.allRows.pg));
-    const fewTarget = r.targets.find((t) => t.name.startsWith("first row via gRPC, 10-row"));
-    const allTarget = r.targets.find((t) => t.name.startsWith("first row via gRPC") && t !== fewTarget);
     out.push(
       line(
         "gRPC",
         f.fewRows.grpc,
         f.allRows.grpc,
-        `< 20 ms: ${fewTarget?.pass ? "PASS" : "FAIL"} / ${allTarget?.pass ? "PASS" : "FAIL"}`,
+        `${passFail(target("first row via gRPC, 10-row"))} / ${passFail(target(`first row via gRPC, ${count(r.sizes.bigRows ?? 0)}`))}`,
       ),
     );
     out.push(line("bridge NDJSON", f.fewRows.ndjson, f.allRows.ndjson), "");
   }
 
   if (r.big) {
-    const t = r.targets.find((x) => x.name.startsWith("query-grpc peak RSS"));
     out.push(
-      `Whole ${count(r.big.rows)}-row stream via gRPC: ${count(r.big.rowsPerSecond)} rows/s, ${r.big.seconds.toFixed(1)} s, first row ${ms(r.big.firstRowMs)}; query-grpc peak RSS ${mb(r.big.grpcPeakRssMb)} (${t?.goal} MiB ${t?.pass ? "PASS" : "FAIL"})`,
+      `Whole ${count(r.big.rows)}-row stream via gRPC: ${count(r.big.rowsPerSecond)} rows/s, ${r.big.seconds.toFixed(1)} s, first row ${ms(r.big.firstRowMs)}`,
+      `  query-grpc peak RSS ${mb(r.big.grpcPeakRssMb)}: ${verdict(target("query-grpc peak RSS"))}`,
       "",
     );
   }
@@ -241,7 +228,16 @@ export function formatResults(r: Results): string {
   return out.join("\n");
 }
 
-const widths = [24, 11, 10, 11, 20, 0];
+function passFail(t: Target | undefined): string {
+  return t ? (t.pass ? "PASS" : "FAIL") : "-";
+}
+
+function cpuLine(cpu: Record<string, number> | undefined, digits: number): string {
+  if (!cpu) return "-";
+  const parts = Object.entries(cpu).map(([name, value]) => `${name} ${value.toFixed(digits)}`);
+  const total = Object.values(cpu).reduce((a, b) => a + b, 0);
+  return `${parts.join(" + ")} = ${total.toFixed(digits)}`;
+}
 
 function row(cells: string[], w: number[]): string {
   return cells
@@ -263,8 +259,4 @@ function ms(n: number | undefined): string {
 
 function mb(n: number | undefined): string {
   return n === undefined ? "" : `${n.toFixed(0)} MiB`;
-}
-
-function fixed(n: number | undefined, digits = 1): string {
-  return n === undefined ? "-" : n.toFixed(digits);
 }

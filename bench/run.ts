@@ -27,7 +27,15 @@ import {
 } from "./clients.js";
 import { LOOKUP_SQL, loadTables, streamSql } from "./data.js";
 import { closedLoop, median, percentile } from "./load.js";
-import { CpuMeter, PeakMemory, Service } from "./processes.js";
+import {
+  CpuMeter,
+  type CpuSource,
+  clientCpu,
+  PeakMemory,
+  postgresCpu,
+  processCpu,
+  Service,
+} from "./processes.js";
 import { formatProfile } from "./profile.js";
 import {
   count,
@@ -51,6 +59,8 @@ const phases = new Set(onlyArg ? onlyArg.slice("--only=".length).split(",") : PH
 const BATCH_ROWS = 2000;
 const FIRST_BATCH_ROWS = 100;
 const POOL_MAX = 10;
+/** The ways the bench reads a result: direct node-postgres, gRPC, the bridge. */
+const MODES = ["pg", "grpc", "ndjson"] as const;
 
 const sizes = quick
   ? {
@@ -193,34 +203,31 @@ try {
     await pgCursorStream(admin, warm, BATCH_ROWS, { firstBatchRows: FIRST_BATCH_ROWS });
 
     const runs = { pg: [] as StreamResult[], grpc: [] as StreamResult[], ndjson: [] as StreamResult[] };
+    const cpu = { pg: {}, grpc: {}, ndjson: {} } as Record<Mode, Record<string, number>>;
     const rss = { grpcViaGrpc: 0, grpcViaBridge: 0, bridge: 0 };
-    const cpu = { grpc: 0, bridge: 0 };
-    const modes = ["pg", "grpc", "ndjson"] as const;
+    const sources = cpuSources(grpc, bridge);
     for (let rep = 0; rep < sizes.streamReps; rep++) {
       // Rotate the order so no mode always runs right after another.
-      for (let k = 0; k < modes.length; k++) {
-        const mode = modes[(rep + k) % modes.length]!;
+      for (let k = 0; k < MODES.length; k++) {
+        const mode = MODES[(rep + k) % MODES.length]!;
         const grpcMemory = new PeakMemory(grpc.pid);
         const bridgeMemory = new PeakMemory(bridge!.pid);
-        const meter = new CpuMeter([grpc.pid, bridge!.pid]);
+        const meter = new CpuMeter(sources[mode]);
         const result =
           mode === "pg"
             ? await pgCursorStream(admin, sql, BATCH_ROWS, { firstBatchRows: FIRST_BATCH_ROWS })
             : mode === "grpc"
               ? await grpcStream(client, sql)
               : await ndjsonStream(bridgeUrl, agent, sql);
-        const [grpcCpu = 0, bridgeCpu = 0] = meter.stop();
+        addTo(cpu[mode], meter.stop());
         const grpcPeak = grpcMemory.stop();
         const bridgePeak = bridgeMemory.stop();
         if (result.rows !== sizes.bulkRows) throw new Error(`${mode} read ${result.rows} rows`);
         runs[mode].push(result);
-        if (mode === "grpc") {
-          rss.grpcViaGrpc = Math.max(rss.grpcViaGrpc, grpcPeak);
-          cpu.grpc += grpcCpu;
-        } else if (mode === "ndjson") {
+        if (mode === "grpc") rss.grpcViaGrpc = Math.max(rss.grpcViaGrpc, grpcPeak);
+        if (mode === "ndjson") {
           rss.grpcViaBridge = Math.max(rss.grpcViaBridge, grpcPeak);
           rss.bridge = Math.max(rss.bridge, bridgePeak);
-          cpu.bridge += bridgeCpu;
         }
         step(
           `  ${mode.padEnd(6)} ${count((result.rows / result.totalMs) * 1000)} rows/s, first row ${result.firstRowMs.toFixed(1)} ms`,
@@ -230,19 +237,17 @@ try {
     client.close();
     agent.destroy();
     await stopServices();
-    const totalRows = sizes.bulkRows * sizes.streamReps;
+    // CPU ms per 1,000 rows.
+    const perKRows = (seconds: Record<string, number>) =>
+      scaled(seconds, 1e6 / (sizes.bulkRows * sizes.streamReps));
     return {
-      pg: streamStats(runs.pg),
-      grpc: {
-        ...streamStats(runs.grpc),
-        grpcPeakRssMb: rss.grpcViaGrpc,
-        grpcCpuMsPerKRows: (cpu.grpc * 1e6) / totalRows,
-      },
+      pg: { ...streamStats(runs.pg), cpuMsPerKRows: perKRows(cpu.pg) },
+      grpc: { ...streamStats(runs.grpc), grpcPeakRssMb: rss.grpcViaGrpc, cpuMsPerKRows: perKRows(cpu.grpc) },
       ndjson: {
         ...streamStats(runs.ndjson),
         grpcPeakRssMb: rss.grpcViaBridge,
         bridgePeakRssMb: rss.bridge,
-        bridgeCpuMsPerKRows: (cpu.bridge * 1e6) / totalRows,
+        cpuMsPerKRows: perKRows(cpu.ndjson),
       },
     };
   }
@@ -256,30 +261,26 @@ try {
     const pool = new pg.Pool({ connectionString: db.url, max: POOL_MAX });
     const randomId = () => 1 + Math.floor(Math.random() * sizes.lookupRows);
     const durationMs = sizes.smallSeconds * 1000;
-    const measure = async (name: string, once: () => Promise<unknown>): Promise<SmallStats> => {
+    const sources = cpuSources(grpc, bridge);
+    const measure = async (mode: Mode, name: string, once: () => Promise<unknown>): Promise<SmallStats> => {
       // Not counted: JIT, pool connections, keep-alive sockets.
       await closedLoop(sizes.callers, warmupMs, once);
-      const meter = new CpuMeter([grpc.pid, bridge!.pid]);
+      const meter = new CpuMeter(sources[mode]);
       const result = await closedLoop(sizes.callers, durationMs, once);
-      const [grpcCpu = 0, bridgeCpu = 0] = meter.stop();
-      const requests = result.requests + result.errors;
+      const cpu = meter.stop();
       if (result.errors > 0) step(`  ${name}: ${result.errors} errors`);
       step(
         `  ${name.padEnd(6)} ${count(result.perSecond)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms`,
       );
-      return {
-        ...result,
-        grpcCpuUsPerRequest: (grpcCpu * 1e6) / requests,
-        bridgeCpuUsPerRequest: (bridgeCpu * 1e6) / requests,
-      };
+      return { ...result, cpuUsPerRequest: scaled(cpu, 1e6 / (result.requests + result.errors)) };
     };
-    const pgStats = await measure("pg", () =>
+    const pgStats = await measure("pg", "pg", () =>
       pool.query({ text: LOOKUP_SQL, values: [randomId()], rowMode: "array", types: textTypes }),
     );
-    const grpcStats = await measure("gRPC", () =>
+    const grpcStats = await measure("grpc", "gRPC", () =>
       grpcStream(client, LOOKUP_SQL, { params: [String(randomId())] }),
     );
-    const bridgeStats = await measure("bridge", () =>
+    const bridgeStats = await measure("ndjson", "bridge", () =>
       bridgeQuery(bridgeUrl, agent, LOOKUP_SQL, [randomId()]),
     );
     await pool.end();
@@ -371,6 +372,28 @@ renameSync(`${file}.tmp`, file);
 console.log(`\n${formatResults(results)}`);
 for (const profileFile of results.profiles ?? []) console.log(`\n${formatProfile(join(root, profileFile))}`);
 console.log(`\nwall time ${results.wallSeconds.toFixed(0)} s; results in bench/results.json`);
+
+type Mode = (typeof MODES)[number];
+
+/** Whose CPU counts for each way of reading. */
+function cpuSources(grpc: Service, bridge: Service | undefined): Record<Mode, CpuSource[]> {
+  const postgres = postgresCpu(db.dataDir);
+  const queryGrpc = processCpu("query-grpc", grpc.pid);
+  const httpBridge = bridge ? [processCpu("bridge", bridge.pid)] : [];
+  return {
+    pg: [clientCpu, postgres],
+    grpc: [clientCpu, queryGrpc, postgres],
+    ndjson: [clientCpu, ...httpBridge, queryGrpc, postgres],
+  };
+}
+
+function addTo(total: Record<string, number>, more: Record<string, number>): void {
+  for (const [name, value] of Object.entries(more)) total[name] = (total[name] ?? 0) + value;
+}
+
+function scaled(values: Record<string, number>, factor: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(values).map(([name, value]) => [name, value * factor]));
+}
 
 /**
  * A call abandoned after its first row keeps query-grpc and PostgreSQL busy
