@@ -24,6 +24,7 @@ type State = "new" | "describing" | "idle" | "reading" | "complete" | "finishing
 
 // `pg` hands this object the protocol messages of the active query.
 interface ProtocolConnection extends EventEmitter {
+  stream?: { cork?: () => void; uncork?: () => void };
   parse(query: { text: string; name?: string; types?: number[] }): void;
   bind(config: { portal?: string; statement?: string; values?: ParamValue[] }): void;
   execute(config: { portal?: string; rows?: number }): void;
@@ -66,16 +67,18 @@ export class TransactionCursor {
     const con = connection as ProtocolConnection;
     this.connection = con;
     this.state = "describing";
-    for (const statement of this.setup) {
-      con.parse({ text: statement });
-      con.bind({});
-      con.execute({ rows: 0 });
-    }
-    con.parse({ text: this.text });
-    con.bind({ values: this.values });
-    con.describe({ type: "P" });
-    con.execute({ rows: this.firstBatch });
-    con.flush();
+    inOneWrite(con, () => {
+      for (const statement of this.setup) {
+        con.parse({ text: statement });
+        con.bind({});
+        con.execute({ rows: 0 });
+      }
+      con.parse({ text: this.text });
+      con.bind({ values: this.values });
+      con.describe({ type: "P" });
+      con.execute({ rows: this.firstBatch });
+      con.flush();
+    });
     con.once("noData", this.onNoData);
   }
 
@@ -166,10 +169,13 @@ export class TransactionCursor {
       this.rows = [];
       return Promise.resolve(rows);
     }
-    if (this.state === "idle") {
+    const con = this.connection;
+    if (this.state === "idle" && con) {
       this.state = "reading";
-      this.connection?.execute({ rows: count });
-      this.connection?.flush();
+      inOneWrite(con, () => {
+        con.execute({ rows: count });
+        con.flush();
+      });
     }
     return new Promise((resolve, reject) => {
       this.pending = { resolve, reject };
@@ -196,10 +202,12 @@ export class TransactionCursor {
     const con = this.connection;
     if (!con) return Promise.reject(new Error("cursor was never submitted"));
     this.state = "finishing";
-    con.parse({ text: command });
-    con.bind({});
-    con.execute({ rows: 0 });
-    this.sync();
+    inOneWrite(con, () => {
+      con.parse({ text: command });
+      con.bind({});
+      con.execute({ rows: 0 });
+      this.sync();
+    });
     return settled;
   }
 
@@ -221,5 +229,19 @@ export class TransactionCursor {
     const rows = this.rows;
     this.rows = [];
     resolve(rows);
+  }
+}
+
+/**
+ * node-postgres writes each protocol message to the socket on its own: a
+ * syscall and a TCP segment apiece, and PostgreSQL wakes for each. Corked,
+ * the messages of one step leave in one write, as pg's own Query does.
+ */
+function inOneWrite(con: ProtocolConnection, write: () => void): void {
+  con.stream?.cork?.();
+  try {
+    write();
+  } finally {
+    con.stream?.uncork?.();
   }
 }
