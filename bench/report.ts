@@ -102,8 +102,13 @@ export function formatResults(r: Results): string {
   out.push(
     `querygate bench (${r.mode === "quick" ? "QUICK: smaller sizes, shorter runs, indicative only" : "full"}) ${r.date}`,
     `${m.cpuModel}, ${m.cores} cores, ${m.memoryGb} GB; node ${m.node}; PostgreSQL ${m.postgres}; load average ${m.loadAverageStart} at start, ${m.loadAverageEnd} at end`,
-    "",
   );
+  if (Number(m.loadAverageStart) > 0.5) {
+    out.push(
+      "Other work was running when the bench started: expect noise, run it again before trusting a ratio.",
+    );
+  }
+  out.push("");
   const target = (prefix: string) => r.targets.find((t) => t.name.startsWith(prefix));
   const verdict = (t: Target | undefined) =>
     t
