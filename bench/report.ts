@@ -40,6 +40,8 @@ export interface Results {
   firstRow?: {
     fewRows: { pg: FirstRowStats; grpc: FirstRowStats; ndjson: FirstRowStats };
     allRows: { pg: FirstRowStats; grpc: FirstRowStats; ndjson: FirstRowStats };
+    /** Tries that failed because an earlier call's cancel reached their statement. */
+    staleCancels: number;
   };
   big?: { rows: number; rowsPerSecond: number; seconds: number; firstRowMs: number; grpcPeakRssMb: number };
   targets: Target[];
