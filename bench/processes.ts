@@ -1,106 +1,229 @@
-// The services under test run as child processes, as in production, so their
-// CPU and memory are their own and the load generator does not share their
-// event loop.
+// query-grpc and the bridge as child processes, run from the compiled dist/
+// as production runs them, so their memory and CPU can be read from /proc
+// apart from the bench's own client work.
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
-import {
-  HealthClient,
-  HealthCheckResponse_ServingStatus as Serving,
-} from "../proto/gen/grpc/health/v1/health.js";
+import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.js";
 import { freePort } from "../scripts/embedded-postgres.js";
 
-export interface Service {
-  process: ChildProcess;
-  port: number;
-  stop(): Promise<void>;
+export interface ServiceOptions {
+  /** The checkout whose dist/ to run. */
+  root: string;
+  /** Where stdout/stderr (pino's JSON logs) go. */
+  logDir: string;
+  /** When set, the child writes a V8 CPU profile here on exit. */
+  profileDir?: string;
+  /** Distinguishes profiles and logs of the same service in different phases. */
+  label: string;
 }
 
-export async function startService(
-  entry: string,
-  env: Record<string, string>,
-  nodeArgs: string[] = [],
-): Promise<Service> {
-  // The compiled code, as production runs it (npm run bench builds it first).
-  const compiled = join("dist", entry.replace(/\.ts$/, ".js"));
-  const child = spawn(process.execPath, [...nodeArgs, compiled], {
-    env: { ...process.env, NODE_ENV: "production", ...env },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+export class Service {
+  private readonly exited: Promise<number | null>;
+
+  private constructor(
+    readonly name: string,
+    readonly port: number,
+    private readonly child: ChildProcess,
+  ) {
+    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+  }
+
+  static async start(
+    name: "query-grpc" | "http-bridge",
+    env: Record<string, string>,
+    options: ServiceOptions,
+  ): Promise<Service> {
+    const port = await freePort();
+    const script = join(options.root, "dist", "services", name, "src", "main.js");
+    const profile = options.profileDir
+      ? [
+          "--cpu-prof",
+          `--cpu-prof-dir=${options.profileDir}`,
+          `--cpu-prof-name=${options.label}-${name}.cpuprofile`,
+        ]
+      : [];
+    const logFile = join(options.logDir, `${options.label}-${name}.log`);
+    const log = openSync(logFile, "w");
+    const portVariable = name === "query-grpc" ? "GRPC_PORT" : "PORT";
+    const child = spawn(process.execPath, [...profile, script], {
+      cwd: options.root,
+      env: { ...process.env, ...env, [portVariable]: String(port), SHUTDOWN_GRACE_MS: "0" },
+      stdio: ["ignore", log, log],
+    });
+    closeSync(log);
+    const service = new Service(name, port, child);
+    const ready = name === "query-grpc" ? grpcServing(port) : bridgeReady(port);
+    await Promise.race([
+      ready(15_000),
+      service.exited.then((code) => {
+        throw new Error(`${name} exited with ${code} while starting; see ${logFile}`);
+      }),
+    ]);
+    return service;
+  }
+
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  /** SIGTERM (so a CPU profile gets written), then SIGKILL if it lingers. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 10_000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+function grpcServing(port: number) {
+  return async (timeoutMs: number) => {
+    const client = new HealthClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    try {
+      await poll(timeoutMs, `query-grpc on ${port} to serve`, () => {
+        return new Promise<boolean>((resolve) => {
+          client.check({ service: "" }, new Metadata(), { deadline: Date.now() + 1000 }, (error, response) =>
+            resolve(!error && response.status === HealthCheckResponse_ServingStatus.SERVING),
+          );
+        });
+      });
+    } finally {
+      client.close();
+    }
+  };
+}
+
+function bridgeReady(port: number) {
+  return (timeoutMs: number) =>
+    poll(timeoutMs, `http-bridge on ${port} to be ready`, async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${port}/readyz`)).ok;
+      } catch {
+        return false;
+      }
+    });
+}
+
+async function poll(timeoutMs: number, what: string, check: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+// ---- what a process costs, from /proc ----
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** User + system CPU seconds the process has used so far. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the parenthesised command name; utime and stime are the 14th and 15th overall.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+function statusKb(pid: number, key: "VmRSS" | "VmHWM"): number {
+  const match = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return match ? Number(match[1]) : 0;
+}
+
+/**
+ * Peak resident memory of one process over a stretch of work. The kernel's
+ * high-water mark (VmHWM) is reset at the start (clear_refs 5) so earlier
+ * phases do not count; RSS is also polled in case the reset is not allowed.
+ */
+export class PeakMemory {
+  private polled = 0;
+  private readonly timer: NodeJS.Timeout;
+  private readonly resetWorked: boolean;
+
+  constructor(private readonly pid: number) {
+    try {
+      writeFileSync(`/proc/${pid}/clear_refs`, "5");
+      this.resetWorked = true;
+    } catch {
+      this.resetWorked = false;
+    }
+    this.sample();
+    this.timer = setInterval(() => this.sample(), 50);
+  }
+
+  private sample(): void {
+    this.polled = Math.max(this.polled, statusKb(this.pid, "VmRSS"));
+  }
+
+  /** Peak RSS in MiB since construction. */
+  stop(): number {
+    clearInterval(this.timer);
+    this.sample();
+    const peakKb = this.resetWorked ? Math.max(statusKb(this.pid, "VmHWM"), this.polled) : this.polled;
+    return peakKb / 1024;
+  }
+}
+
+/** Something whose CPU use can be read: a process, or a group of them. */
+export interface CpuSource {
+  name: string;
+  /** User + system CPU seconds used so far. */
+  seconds(): number;
+}
+
+export function processCpu(name: string, pid: number): CpuSource {
+  return { name, seconds: () => cpuSeconds(pid) };
+}
+
+/** This process: the bench's clients and the direct-pg baseline. */
+export const clientCpu: CpuSource = {
+  name: "client",
+  seconds: () => {
+    const usage = process.cpuUsage();
+    return (usage.user + usage.system) / 1e6;
+  },
+};
+
+/**
+ * PostgreSQL: the postmaster, its live children (backends, background
+ * workers), and children that already exited (the postmaster's cutime/cstime).
+ */
+export function postgresCpu(dataDir: string): CpuSource {
+  const postmaster = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
   return {
-    process: child,
-    port: Number(env.GRPC_PORT ?? env.PORT),
-    async stop() {
-      child.kill("SIGTERM");
-      await exited;
+    name: "postgres",
+    seconds: () => {
+      let total = 0;
+      for (const entry of readdirSync("/proc")) {
+        if (!/^\d+$/.test(entry)) continue;
+        let stat: string;
+        try {
+          stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        } catch {
+          continue; // exited while we looked
+        }
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        const pid = Number(entry);
+        if (pid !== postmaster && Number(fields[1]) !== postmaster) continue;
+        total += Number(fields[11]) + Number(fields[12]);
+        if (pid === postmaster) total += Number(fields[13]) + Number(fields[14]);
+      }
+      return total / CLOCK_TICKS_PER_SECOND;
     },
   };
 }
 
-export async function startQueryGrpc(databaseUrl: string, nodeArgs: string[] = []): Promise<Service> {
-  const port = await freePort();
-  const service = await startService(
-    "services/query-grpc/src/main.ts",
-    {
-      DATABASE_URL: databaseUrl,
-      GRPC_PORT: String(port),
-      METRICS_PORT: String(await freePort()),
-      SHUTDOWN_GRACE_MS: "1000",
-    },
-    nodeArgs,
-  );
-  await until(() => serving(`127.0.0.1:${port}`), 30_000, "query-grpc to serve");
-  return service;
-}
+/** CPU used by each source between construction and stop(), in seconds, by name. */
+export class CpuMeter {
+  private readonly before: number[];
 
-export async function startBridge(grpcPort: number): Promise<Service> {
-  const port = await freePort();
-  const service = await startService("services/http-bridge/src/main.ts", {
-    PORT: String(port),
-    QUERY_GRPC_TARGET: `127.0.0.1:${grpcPort}`,
-    SHUTDOWN_GRACE_MS: "1000",
-  });
-  await until(
-    async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok === true,
-    30_000,
-    "the bridge to answer",
-  );
-  return service;
-}
-
-function serving(target: string): Promise<boolean> {
-  const client = new HealthClient(target, credentials.createInsecure());
-  return new Promise((resolve) => {
-    client.check({ service: "" }, new Metadata(), { deadline: Date.now() + 1000 }, (error, response) => {
-      client.close();
-      resolve(!error && response?.status === Serving.SERVING);
-    });
-  });
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+  constructor(private readonly sources: CpuSource[]) {
+    this.before = sources.map((s) => s.seconds());
   }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
-/** Forgets a process's peak resident set size, so the next reading covers one phase only. */
-export function resetPeakRss(pid: number): void {
-  try {
-    writeFileSync(`/proc/${pid}/clear_refs`, "5");
-  } catch {
-    // Not Linux or not permitted: the peak then covers the whole run.
+  stop(): Record<string, number> {
+    return Object.fromEntries(this.sources.map((s, i) => [s.name, s.seconds() - (this.before[i] ?? 0)]));
   }
-}
-
-/** Peak resident set size in MB since start or the last reset. */
-export function peakRssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return kb / 1024;
 }

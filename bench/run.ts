@@ -1,363 +1,458 @@
-// `npm run bench [-- --quick] [-- --profile]`: what querygate costs on top of
-// talking to PostgreSQL directly, measured side by side in one run on one
-// machine. Starts its own embedded PostgreSQL, loads data, starts query-grpc
-// and the bridge as child processes, prints a table and writes
-// bench/results.json. --profile writes a CPU profile of query-grpc to bench/.
-
-import { rmSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
-import { join } from "node:path";
-import { credentials } from "@grpc/grpc-js";
+// `npm run bench`: querygate against node-postgres on the same machine, in
+// the same run. Builds dist/, starts an ephemeral embedded PostgreSQL, loads
+// the tables, then runs each phase against fresh query-grpc and http-bridge
+// child processes. Prints a table and writes bench/results.json.
+//
+//   npm run bench                 full sizes (about 3 minutes)
+//   npm run bench -- --quick      small sizes, short runs (under a minute)
+//   npm run bench -- --only=bulk,small    some phases: bulk, small, first-row, big
+//   npm run bench -- --profile    CPU profiles of the children in bench/profiles/
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, release, totalmem } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import pg from "pg";
-import Cursor from "pg-cursor";
-import { ExecuteRequest, type ExecuteResponse, QueryServiceClient } from "../proto/gen/querygate/v1/query.js";
 import { startEmbeddedPostgres } from "../scripts/embedded-postgres.js";
-import { peakRssMb, resetPeakRss, startBridge, startQueryGrpc } from "./processes.js";
+import {
+  bridgeQuery,
+  grpcClient,
+  grpcStream,
+  httpAgent,
+  ndjsonStream,
+  pgCursorStream,
+  type StreamResult,
+  textTypes,
+} from "./clients.js";
+import { LOOKUP_SQL, loadTables, streamSql } from "./data.js";
+import { closedLoop, median, percentile } from "./load.js";
+import {
+  CpuMeter,
+  type CpuSource,
+  clientCpu,
+  PeakMemory,
+  postgresCpu,
+  processCpu,
+  Service,
+} from "./processes.js";
+import { formatProfile } from "./profile.js";
+import {
+  count,
+  type FirstRowStats,
+  formatResults,
+  type Results,
+  type SmallStats,
+  type StreamStats,
+  targetsOf,
+} from "./report.js";
 
-const quick = process.argv.includes("--quick");
-const profile = process.argv.includes("--profile");
-const SIZES = quick
-  ? { bulkRows: 200_000, bigRows: 1_000_000, smallSeconds: 3, callers: 32 }
-  : { bulkRows: 1_000_000, bigRows: 10_000_000, smallSeconds: 10, callers: 32 };
-const BULK_SQL = "select id, name, amount, at, flag from bench_rows";
-const BIG_SQL = "select id, name from bench_big";
-const LOOKUP_SQL = "select id, name, amount, at, flag from bench_rows where id = $1";
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const args = new Set(process.argv.slice(2));
+const quick = args.has("--quick");
+const profile = args.has("--profile");
+const onlyArg = process.argv.find((a) => a.startsWith("--only="));
+const PHASES = ["bulk", "small", "first-row", "big"] as const;
+const phases = new Set(onlyArg ? onlyArg.slice("--only=".length).split(",") : PHASES);
 
-interface Throughput {
-  rows: number;
-  seconds: number;
-  rowsPerSecond: number;
-  firstRowMs: number;
-}
-interface Latency {
-  requests: number;
-  requestsPerSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  errors: number;
-}
+/** query-grpc's defaults (config.ts, server.ts), mirrored by the baseline. */
+const BATCH_ROWS = 2000;
+const FIRST_BATCH_ROWS = 100;
+const POOL_MAX = 10;
+/** The ways the bench reads a result: direct node-postgres, gRPC, the bridge. */
+const MODES = ["pg", "grpc", "ndjson"] as const;
 
-function log(message: string) {
-  process.stderr.write(`${message}\n`);
-}
-
-// ---------------------------------------------------------------- bulk streaming
-
-async function directCursor(pool: pg.Pool, sql: string): Promise<Throughput> {
-  const client = await pool.connect();
-  try {
-    const started = performance.now();
-    let firstRowMs = 0;
-    let rows = 0;
-    const cursor = client.query(new Cursor(sql));
-    for (;;) {
-      const batch = await cursor.read(2000);
-      if (batch.length === 0) break;
-      if (rows === 0) firstRowMs = performance.now() - started;
-      rows += batch.length;
+const sizes = quick
+  ? {
+      bulkRows: 200_000,
+      bigRows: 1_000_000,
+      lookupRows: 100_000,
+      callers: 32,
+      smallSeconds: 3,
+      streamReps: 1,
+      firstRowReps: 10,
     }
-    await cursor.close();
-    return throughput(rows, started, firstRowMs);
-  } finally {
-    client.release();
-  }
+  : {
+      bulkRows: 1_000_000,
+      bigRows: 10_000_000,
+      lookupRows: 100_000,
+      callers: 32,
+      smallSeconds: 10,
+      streamReps: 3,
+      firstRowReps: 25,
+    };
+const warmupMs = quick ? 500 : 2000;
+
+const workDir = join(root, ".data", "bench");
+// Kept after the run (overwritten by the next one): the services' logs, for when something fails.
+const logDir = join(workDir, "logs");
+const profileDir = profile ? join(root, "bench", "profiles") : undefined;
+
+function step(message: string): void {
+  process.stdout.write(`· ${message}\n`);
 }
 
-function grpcStream(
-  client: QueryServiceClient,
-  sql: string,
-  stopAfterFirstRows = false,
-): Promise<Throughput> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    let firstRowMs = 0;
-    let rows = 0;
-    let touched = 0;
-    const call = client.execute(ExecuteRequest.fromPartial({ sql }));
-    call.on("data", (message: ExecuteResponse) => {
-      if (!message.rows) return;
-      if (rows === 0) {
-        firstRowMs = performance.now() - started;
-        if (stopAfterFirstRows) {
-          call.cancel();
-          resolve(throughput(message.rows.rows.length, started, firstRowMs));
-          return;
+async function timed<T>(message: string, work: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  process.stdout.write(`· ${message} … `);
+  const result = await work();
+  process.stdout.write(`${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  return result;
+}
+
+const wallStarted = performance.now();
+mkdirSync(logDir, { recursive: true });
+if (profileDir) {
+  rmSync(profileDir, { recursive: true, force: true });
+  mkdirSync(profileDir, { recursive: true });
+}
+
+// Production runs node dist/…; so does the bench, built from this checkout now.
+await timed("building dist/ (tsc)", async () => {
+  execFileSync(
+    process.execPath,
+    [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],
+    {
+      cwd: root,
+      stdio: "inherit",
+    },
+  );
+});
+
+const db = await timed("starting embedded PostgreSQL", () =>
+  startEmbeddedPostgres({
+    dataDir: join(workDir, `postgres-${process.pid}-${randomBytes(3).toString("hex")}`),
+    ephemeral: true,
+  }),
+);
+const running: Service[] = [];
+let interrupted = false;
+process.on("SIGINT", () => {
+  interrupted = true;
+  void Promise.allSettled(running.map((s) => s.stop()))
+    .then(() => db.stop())
+    .finally(() => process.exit(130));
+});
+
+const admin = new pg.Client(db.url);
+const results: Results = {
+  mode: quick ? "quick" : "full",
+  date: new Date().toISOString(),
+  machine: {},
+  sizes: { ...sizes, batchRows: BATCH_ROWS, firstBatchRows: FIRST_BATCH_ROWS, poolMax: POOL_MAX },
+  notes: [
+    "direct pg baseline reads text form (type parsers return the string as is, rowMode array), in pg-cursor batches of the same sizes as query-grpc (100, then 2000)",
+    "gRPC client decodes every message and touches every value; NDJSON client reads every byte and counts lines without parsing them",
+    `services run from dist/ as child processes with LOG_LEVEL=info (one log line per request, as in production); direct pg pool max ${POOL_MAX} = query-grpc's POOL_MAX`,
+  ],
+  targets: [],
+};
+
+try {
+  await admin.connect();
+  const version = (await admin.query<{ v: string }>("select current_setting('server_version') as v")).rows[0]
+    ?.v;
+  results.machine = {
+    cpuModel: cpus()[0]?.model ?? "unknown",
+    cores: cpus().length,
+    memoryGb: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    postgres: version ?? "unknown",
+    kernel: release(),
+    loadAverageStart: loadavg()[0]?.toFixed(2) ?? "",
+  };
+  const started = performance.now();
+  await timed(`loading ${count(sizes.bigRows)} + ${count(sizes.lookupRows)} rows`, () =>
+    loadTables(admin, sizes.bigRows, sizes.lookupRows),
+  );
+  results.loadSeconds = (performance.now() - started) / 1000;
+
+  const startServices = async (label: string, withBridge: boolean) => {
+    const options = { root, logDir, profileDir, label };
+    const grpc = await Service.start("query-grpc", { DATABASE_URL: db.url, LOG_LEVEL: "info" }, options);
+    running.push(grpc);
+    const bridge = withBridge
+      ? await Service.start(
+          "http-bridge",
+          { QUERY_GRPC_TARGET: `127.0.0.1:${grpc.port}`, LOG_LEVEL: "info" },
+          options,
+        )
+      : undefined;
+    if (bridge) running.push(bridge);
+    return { grpc, bridge };
+  };
+  const stopServices = async () => {
+    for (const service of running.splice(0).reverse()) await service.stop();
+  };
+
+  if (phases.has("bulk")) results.bulk = await bulkPhase();
+  if (phases.has("small")) results.small = await smallPhase();
+  if (phases.has("first-row")) results.firstRow = await firstRowPhase();
+  if (phases.has("big")) results.big = await bigPhase();
+
+  async function bulkPhase() {
+    step(`bulk: ${count(sizes.bulkRows)} rows, ${sizes.streamReps} rep(s) of direct pg, gRPC, bridge NDJSON`);
+    const { grpc, bridge } = await startServices("bulk", true);
+    const client = grpcClient(`127.0.0.1:${grpc.port}`);
+    const agent = httpAgent(1);
+    const bridgeUrl = `http://127.0.0.1:${bridge!.port}`;
+    const sql = streamSql(sizes.bulkRows, sizes.bigRows);
+    const warm = streamSql(Math.min(50_000, sizes.bulkRows), sizes.bigRows);
+    await grpcStream(client, warm);
+    await ndjsonStream(bridgeUrl, agent, warm);
+    await pgCursorStream(admin, warm, BATCH_ROWS, { firstBatchRows: FIRST_BATCH_ROWS });
+
+    const runs = { pg: [] as StreamResult[], grpc: [] as StreamResult[], ndjson: [] as StreamResult[] };
+    const cpu = { pg: {}, grpc: {}, ndjson: {} } as Record<Mode, Record<string, number>>;
+    const rss = { grpcViaGrpc: 0, grpcViaBridge: 0, bridge: 0 };
+    const sources = cpuSources(grpc, bridge);
+    for (let rep = 0; rep < sizes.streamReps; rep++) {
+      // Rotate the order so no mode always runs right after another.
+      for (let k = 0; k < MODES.length; k++) {
+        const mode = MODES[(rep + k) % MODES.length]!;
+        const grpcMemory = new PeakMemory(grpc.pid);
+        const bridgeMemory = new PeakMemory(bridge!.pid);
+        const meter = new CpuMeter(sources[mode]);
+        const result =
+          mode === "pg"
+            ? await pgCursorStream(admin, sql, BATCH_ROWS, { firstBatchRows: FIRST_BATCH_ROWS })
+            : mode === "grpc"
+              ? await grpcStream(client, sql)
+              : await ndjsonStream(bridgeUrl, agent, sql);
+        addTo(cpu[mode], meter.stop());
+        const grpcPeak = grpcMemory.stop();
+        const bridgePeak = bridgeMemory.stop();
+        if (result.rows !== sizes.bulkRows) throw new Error(`${mode} read ${result.rows} rows`);
+        runs[mode].push(result);
+        if (mode === "grpc") rss.grpcViaGrpc = Math.max(rss.grpcViaGrpc, grpcPeak);
+        if (mode === "ndjson") {
+          rss.grpcViaBridge = Math.max(rss.grpcViaBridge, grpcPeak);
+          rss.bridge = Math.max(rss.bridge, bridgePeak);
+        }
+        step(
+          `  ${mode.padEnd(6)} ${count((result.rows / result.totalMs) * 1000)} rows/s, first row ${result.firstRowMs.toFixed(1)} ms`,
+        );
+      }
+    }
+    client.close();
+    agent.destroy();
+    await stopServices();
+    // CPU ms per 1,000 rows.
+    const perKRows = (seconds: Record<string, number>) =>
+      scaled(seconds, 1e6 / (sizes.bulkRows * sizes.streamReps));
+    return {
+      pg: { ...streamStats(runs.pg), cpuMsPerKRows: perKRows(cpu.pg) },
+      grpc: { ...streamStats(runs.grpc), grpcPeakRssMb: rss.grpcViaGrpc, cpuMsPerKRows: perKRows(cpu.grpc) },
+      ndjson: {
+        ...streamStats(runs.ndjson),
+        grpcPeakRssMb: rss.grpcViaBridge,
+        bridgePeakRssMb: rss.bridge,
+        cpuMsPerKRows: perKRows(cpu.ndjson),
+      },
+    };
+  }
+
+  async function smallPhase() {
+    step(`small: primary-key lookups, ${sizes.callers} callers, ${sizes.smallSeconds} s each`);
+    const { grpc, bridge } = await startServices("small", true);
+    const client = grpcClient(`127.0.0.1:${grpc.port}`);
+    const agent = httpAgent(sizes.callers);
+    const bridgeUrl = `http://127.0.0.1:${bridge!.port}`;
+    const pool = new pg.Pool({ connectionString: db.url, max: POOL_MAX });
+    const randomId = () => 1 + Math.floor(Math.random() * sizes.lookupRows);
+    const durationMs = sizes.smallSeconds * 1000;
+    const sources = cpuSources(grpc, bridge);
+    const measure = async (mode: Mode, name: string, once: () => Promise<unknown>): Promise<SmallStats> => {
+      // Not counted: JIT, pool connections, keep-alive sockets.
+      await closedLoop(sizes.callers, warmupMs, once);
+      const meter = new CpuMeter(sources[mode]);
+      const result = await closedLoop(sizes.callers, durationMs, once);
+      const cpu = meter.stop();
+      if (result.errors > 0) step(`  ${name}: ${result.errors} errors`);
+      step(
+        `  ${name.padEnd(6)} ${count(result.perSecond)} req/s, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms`,
+      );
+      return { ...result, cpuUsPerRequest: scaled(cpu, 1e6 / (result.requests + result.errors)) };
+    };
+    const pgStats = await measure("pg", "pg", () =>
+      pool.query({ text: LOOKUP_SQL, values: [randomId()], rowMode: "array", types: textTypes }),
+    );
+    const grpcStats = await measure("grpc", "gRPC", () =>
+      grpcStream(client, LOOKUP_SQL, { params: [String(randomId())] }),
+    );
+    const bridgeStats = await measure("ndjson", "bridge", () =>
+      bridgeQuery(bridgeUrl, agent, LOOKUP_SQL, [randomId()]),
+    );
+    await pool.end();
+    client.close();
+    agent.destroy();
+    await stopServices();
+    return { pg: pgStats, grpc: grpcStats, bridge: bridgeStats };
+  }
+
+  async function firstRowPhase() {
+    step(`first row: 10 rows and ${count(sizes.bigRows)} rows, ${sizes.firstRowReps} tries each`);
+    const { grpc, bridge } = await startServices("first-row", true);
+    const client = grpcClient(`127.0.0.1:${grpc.port}`);
+    const agent = httpAgent(1);
+    const bridgeUrl = `http://127.0.0.1:${bridge!.port}`;
+    // query-grpc cancels an abandoned statement with a CancelRequest, which can
+    // land after the connection went back to the pool and kill the next
+    // statement on it (SQLSTATE 57014 for a call nobody cancelled). That is a
+    // finding, counted and reported, not a reason to stop measuring.
+    let staleCancels = 0;
+    const againIfStaleCancel = async <T>(attempt: () => Promise<T>): Promise<T> => {
+      for (let tries = 1; ; tries++) {
+        try {
+          return await attempt();
+        } catch (error) {
+          const text = String((error as Error).message);
+          if (tries >= 3 || !/57014|canceling statement due to user request/.test(text)) throw error;
+          staleCancels++;
         }
       }
-      for (const row of message.rows.rows) touched += row.values.length;
-      rows += message.rows.rows.length;
-    });
-    call.on("end", () => resolve(throughput(rows + touched * 0, started, firstRowMs)));
-    call.on("error", (error: { code: number }) => {
-      if (stopAfterFirstRows && error.code === 1) return; // our own cancel
-      reject(error);
-    });
-  });
-}
-
-async function bridgeNdjson(url: string, sql: string): Promise<Throughput> {
-  const started = performance.now();
-  const response = await fetch(`${url}/query`, {
-    method: "POST",
-    headers: { "content-type": "application/json", accept: "application/x-ndjson" },
-    body: JSON.stringify({ query: sql }),
-  });
-  if (!response.ok || !response.body) throw new Error(`bridge answered ${response.status}`);
-  let firstRowMs = 0;
-  let lines = 0;
-  const decoder = new TextDecoder();
-  for await (const chunk of response.body) {
-    const text = decoder.decode(chunk, { stream: true });
-    for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) lines++;
-    if (firstRowMs === 0 && lines >= 2) firstRowMs = performance.now() - started;
-  }
-  return throughput(lines - 2, started, firstRowMs); // minus header and footer lines
-}
-
-function throughput(rows: number, started: number, firstRowMs: number): Throughput {
-  const seconds = (performance.now() - started) / 1000;
-  return { rows, seconds, rowsPerSecond: rows / seconds, firstRowMs };
-}
-
-// ---------------------------------------------------------------- small queries
-
-async function closedLoop(
-  seconds: number,
-  callers: number,
-  request: (id: number) => Promise<void>,
-): Promise<Latency> {
-  const latencies: number[] = [];
-  let errors = 0;
-  const until = performance.now() + seconds * 1000;
-  const caller = async () => {
-    while (performance.now() < until) {
-      const id = 1 + Math.floor(Math.random() * SIZES.bulkRows);
-      const t0 = performance.now();
-      try {
-        await request(id);
-        latencies.push(performance.now() - t0);
-      } catch {
-        errors++;
-      }
-    }
-  };
-  const started = performance.now();
-  await Promise.all(Array.from({ length: callers }, caller));
-  const elapsed = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
-  return {
-    requests: latencies.length,
-    requestsPerSecond: latencies.length / elapsed,
-    p50Ms: at(0.5),
-    p99Ms: at(0.99),
-    errors,
-  };
-}
-
-function grpcLookup(client: QueryServiceClient) {
-  return (id: number) =>
-    new Promise<void>((resolve, reject) => {
-      let rows = 0;
-      const call = client.execute(
-        ExecuteRequest.fromPartial({ sql: LOOKUP_SQL, params: [{ intValue: String(id) }] }),
-      );
-      call.on("data", (m: ExecuteResponse) => {
-        rows += m.rows?.rows.length ?? 0;
-      });
-      call.on("end", () => (rows === 1 ? resolve() : reject(new Error(`got ${rows} rows`))));
-      call.on("error", reject);
-    });
-}
-
-function bridgeLookup(url: string) {
-  return async (id: number) => {
-    const response = await fetch(`${url}/query`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ query: LOOKUP_SQL, params: [id] }),
-    });
-    const body = (await response.json()) as { result?: unknown[] };
-    if (!response.ok || body.result?.length !== 1) throw new Error(`bridge answered ${response.status}`);
-  };
-}
-
-function poolLookup(pool: pg.Pool) {
-  return async (id: number) => {
-    const result = await pool.query(LOOKUP_SQL, [id]);
-    if (result.rows.length !== 1) throw new Error("no row");
-  };
-}
-
-// ---------------------------------------------------------------- run
-
-async function main() {
-  const dataDir = join(".data", `bench-${process.pid}`);
-  log(`bench${quick ? " (quick)" : ""}: starting PostgreSQL in ${dataDir}`);
-  const db = await startEmbeddedPostgres({ dataDir, ephemeral: true });
-  const pool = new pg.Pool({ connectionString: db.url, max: 10 });
-  pool.on("error", () => {}); // idle connections end when the database stops at the end
-  const services: Array<{ stop(): Promise<void> }> = [];
-  try {
-    const version = (await pool.query("show server_version")).rows[0].server_version as string;
-    log(`loading ${SIZES.bulkRows.toLocaleString()} + ${SIZES.bigRows.toLocaleString()} rows`);
-    await pool.query(`
-      create table bench_rows (id int8 primary key, name text, amount numeric, at timestamptz, flag bool);
-      insert into bench_rows
-        select g, 'name-' || g, (g * 1.25)::numeric(12,2), timestamptz '2026-01-01' + g * interval '1 second', g % 2 = 0
-        from generate_series(1, ${SIZES.bulkRows}) g;
-      create unlogged table bench_big (id int8, name text);
-      insert into bench_big select g, 'row-' || g from generate_series(1, ${SIZES.bigRows}) g;
-    `);
-    await pool.query("vacuum analyze bench_rows");
-    await pool.query("vacuum analyze bench_big");
-
-    const grpc = await startQueryGrpc(db.url, profile ? ["--cpu-prof", "--cpu-prof-dir=bench"] : []);
-    services.push(grpc);
-    const bridge = await startBridge(grpc.port);
-    services.push(bridge);
-    const bridgeUrl = `http://127.0.0.1:${bridge.port}`;
-    const client = new QueryServiceClient(`127.0.0.1:${grpc.port}`, credentials.createInsecure(), {
-      "grpc.max_receive_message_length": 64 * 1024 * 1024,
-    });
-    const grpcPid = grpc.process.pid as number;
-
-    // Warm up every path once (JIT, connections, type-name cache).
-    await directCursor(pool, `${BULK_SQL} limit 20000`);
-    await grpcStream(client, `${BULK_SQL} limit 20000`);
-    await bridgeNdjson(bridgeUrl, `${BULK_SQL} limit 20000`);
-
-    log("1. bulk streaming");
-    const bulkDirect = await directCursor(pool, BULK_SQL);
-    resetPeakRss(grpcPid);
-    const bulkGrpc = await grpcStream(client, BULK_SQL);
-    const bulkGrpcRss = peakRssMb(grpcPid);
-    const bulkBridge = await bridgeNdjson(bridgeUrl, BULK_SQL);
-
-    log("3. small queries");
-    const smallDirect = await closedLoop(SIZES.smallSeconds, SIZES.callers, poolLookup(pool));
-    const smallGrpc = await closedLoop(SIZES.smallSeconds, SIZES.callers, grpcLookup(client));
-    const smallBridge = await closedLoop(SIZES.smallSeconds, SIZES.callers, bridgeLookup(bridgeUrl));
-
-    log("4. time to first row, and memory while streaming the big result");
-    const ttfrSmall = await grpcStream(client, `${BIG_SQL} limit 10`);
-    const ttfrBig = await grpcStream(client, BIG_SQL, true);
-    resetPeakRss(grpcPid);
-    const bigGrpc = await grpcStream(client, BIG_SQL);
-    const bigRss = peakRssMb(grpcPid);
-    client.close();
-
-    const results = {
-      date: new Date().toISOString(),
-      mode: quick ? "quick" : "full",
-      machine: {
-        cpu: cpus()[0]?.model ?? "unknown",
-        cores: cpus().length,
-        memoryGiB: Math.round(totalmem() / 2 ** 30),
-        node: process.version,
-        postgres: version,
-      },
-      sizes: SIZES,
-      bulk: { direct: bulkDirect, grpc: bulkGrpc, bridgeNdjson: bulkBridge, grpcPeakRssMb: bulkGrpcRss },
-      small: { direct: smallDirect, grpc: smallGrpc, bridgeJson: smallBridge },
-      firstRow: { rows10Ms: ttfrSmall.firstRowMs, bigMs: ttfrBig.firstRowMs, bigRows: SIZES.bigRows },
-      big: { grpc: bigGrpc, grpcPeakRssMb: bigRss },
     };
-    const targets = [
-      target(
-        "bulk gRPC rows/s vs direct pg cursor",
-        bulkGrpc.rowsPerSecond / bulkDirect.rowsPerSecond,
-        ">=",
-        0.8,
-      ),
-      target(
-        "bulk bridge NDJSON rows/s vs direct pg cursor",
-        bulkBridge.rowsPerSecond / bulkDirect.rowsPerSecond,
-        ">=",
-        0.6,
-      ),
-      target(
-        "small queries gRPC req/s vs direct pg pool",
-        smallGrpc.requestsPerSecond / smallDirect.requestsPerSecond,
-        ">=",
-        0.6,
-      ),
-      target(
-        "small queries bridge req/s vs direct pg pool",
-        smallBridge.requestsPerSecond / smallDirect.requestsPerSecond,
-        ">=",
-        0.4,
-      ),
-      target("small queries gRPC p99 ms", smallGrpc.p99Ms, "<", 10),
-      target("small queries bridge p99 ms", smallBridge.p99Ms, "<", 10),
-      target("time to first row, 10 rows (ms)", ttfrSmall.firstRowMs, "<", 20),
-      target(`time to first row, ${SIZES.bigRows.toLocaleString()} rows (ms)`, ttfrBig.firstRowMs, "<", 20),
-      target(`query-grpc peak RSS streaming ${SIZES.bigRows.toLocaleString()} rows (MB)`, bigRss, "<", 150),
-    ];
-    writeFileSync("bench/results.json", `${JSON.stringify({ ...results, targets }, null, 2)}\n`);
-    console.log(table(results, targets));
-  } finally {
-    for (const service of services.reverse()) await service.stop().catch(() => {});
-    await pool.end();
-    await db.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    const measure = async (sql: string, stopAfterFirstRow: boolean) => {
+      const times = { pg: [] as number[], grpc: [] as number[], ndjson: [] as number[] };
+      const warmups = 3;
+      for (let rep = 0; rep < sizes.firstRowReps + warmups; rep++) {
+        const pgRun = await pgCursorStream(admin, sql, BATCH_ROWS, {
+          firstBatchRows: FIRST_BATCH_ROWS,
+          stopAfterFirstRow,
+        });
+        const grpcRun = await againIfStaleCancel(() => grpcStream(client, sql, { stopAfterFirstRow }));
+        if (stopAfterFirstRow) await untilQuerygateIdle(admin);
+        const ndjsonRun = await againIfStaleCancel(() =>
+          ndjsonStream(bridgeUrl, agent, sql, { stopAfterFirstRow }),
+        );
+        if (stopAfterFirstRow) await untilQuerygateIdle(admin);
+        if (rep < warmups) continue;
+        times.pg.push(pgRun.firstRowMs);
+        times.grpc.push(grpcRun.firstRowMs);
+        times.ndjson.push(ndjsonRun.firstRowMs);
+      }
+      return {
+        pg: firstRowStats(times.pg),
+        grpc: firstRowStats(times.grpc),
+        ndjson: firstRowStats(times.ndjson),
+      };
+    };
+    const fewRows = await measure(streamSql(10, sizes.bigRows), false);
+    const allRows = await measure(streamSql(sizes.bigRows, sizes.bigRows), true);
+    step(
+      `  gRPC first row: 10 rows ${fewRows.grpc.medianMs.toFixed(2)} ms, ${count(sizes.bigRows)} rows ${allRows.grpc.medianMs.toFixed(2)} ms`,
+    );
+    if (staleCancels > 0) {
+      step(`  ${staleCancels} tries failed with 57014: a previous call's cancel hit them; tried again`);
+      results.notes.push(
+        `first-row: ${staleCancels} statement(s) were cancelled by the CancelRequest of the previous, abandoned call on the same pooled connection (query-grpc bug: a late cancel reaches the next statement)`,
+      );
+    }
+    client.close();
+    agent.destroy();
+    await stopServices();
+    return { fewRows, allRows, staleCancels };
   }
+
+  async function bigPhase() {
+    step(`big: all ${count(sizes.bigRows)} rows through gRPC, watching query-grpc's memory`);
+    const { grpc } = await startServices("big", false);
+    const client = grpcClient(`127.0.0.1:${grpc.port}`);
+    await grpcStream(client, streamSql(10_000, sizes.bigRows));
+    const memory = new PeakMemory(grpc.pid);
+    const run = await grpcStream(client, streamSql(sizes.bigRows, sizes.bigRows));
+    const peak = memory.stop();
+    if (run.rows !== sizes.bigRows) throw new Error(`big stream read ${run.rows} rows`);
+    step(`  ${count((run.rows / run.totalMs) * 1000)} rows/s, peak RSS ${peak.toFixed(0)} MiB`);
+    client.close();
+    await stopServices();
+    return {
+      rows: run.rows,
+      rowsPerSecond: (run.rows / run.totalMs) * 1000,
+      seconds: run.totalMs / 1000,
+      firstRowMs: run.firstRowMs,
+      grpcPeakRssMb: peak,
+    };
+  }
+} finally {
+  await Promise.allSettled(running.map((s) => s.stop()));
+  await admin.end().catch(() => {});
+  if (!interrupted) await db.stop();
 }
 
-interface Target {
-  name: string;
-  value: number;
-  op: ">=" | "<";
-  goal: number;
-  met: boolean;
+results.machine.loadAverageEnd = loadavg()[0]?.toFixed(2) ?? "";
+results.targets = targetsOf(results);
+results.wallSeconds = (performance.now() - wallStarted) / 1000;
+if (profileDir) {
+  results.profiles = readdirSync(profileDir)
+    .filter((f) => f.endsWith(".cpuprofile"))
+    .map((f) => join("bench", "profiles", f));
 }
 
-function target(name: string, value: number, op: ">=" | "<", goal: number): Target {
-  return { name, value, op, goal, met: op === ">=" ? value >= goal : value < goal };
+const file = join(root, "bench", "results.json");
+writeFileSync(`${file}.tmp`, `${JSON.stringify(results, null, 2)}\n`);
+renameSync(`${file}.tmp`, file);
+
+console.log(`\n${formatResults(results)}`);
+for (const profileFile of results.profiles ?? []) console.log(`\n${formatProfile(join(root, profileFile))}`);
+console.log(`\nwall time ${results.wallSeconds.toFixed(0)} s; results in bench/results.json`);
+
+type Mode = (typeof MODES)[number];
+
+/** Whose CPU counts for each way of reading. */
+function cpuSources(grpc: Service, bridge: Service | undefined): Record<Mode, CpuSource[]> {
+  const postgres = postgresCpu(db.dataDir);
+  const queryGrpc = processCpu("query-grpc", grpc.pid);
+  const httpBridge = bridge ? [processCpu("bridge", bridge.pid)] : [];
+  return {
+    pg: [clientCpu, postgres],
+    grpc: [clientCpu, queryGrpc, postgres],
+    ndjson: [clientCpu, ...httpBridge, queryGrpc, postgres],
+  };
 }
 
-function table(
-  r: {
-    machine: Record<string, unknown>;
-    bulk: { direct: Throughput; grpc: Throughput; bridgeNdjson: Throughput; grpcPeakRssMb: number };
-    small: { direct: Latency; grpc: Latency; bridgeJson: Latency };
-    big: { grpc: Throughput; grpcPeakRssMb: number };
-  },
-  targets: Target[],
-): string {
-  const n = (x: number, digits = 0) =>
-    x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
-  const lines = [
-    `machine: ${r.machine.cpu}, ${r.machine.cores} cores, Node ${r.machine.node}, PostgreSQL ${r.machine.postgres}${quick ? " — QUICK MODE (smaller sizes)" : ""}`,
-    "",
-    `| bulk SELECT of ${n(SIZES.bulkRows)} rows × 5 columns | rows/s | first row | ratio |`,
-    "| --- | ---: | ---: | ---: |",
-    `| direct pg cursor | ${n(r.bulk.direct.rowsPerSecond)} | ${n(r.bulk.direct.firstRowMs, 1)} ms | 1.00 |`,
-    `| query-grpc (grpc-js client) | ${n(r.bulk.grpc.rowsPerSecond)} | ${n(r.bulk.grpc.firstRowMs, 1)} ms | ${n(r.bulk.grpc.rowsPerSecond / r.bulk.direct.rowsPerSecond, 2)} |`,
-    `| bridge NDJSON | ${n(r.bulk.bridgeNdjson.rowsPerSecond)} | ${n(r.bulk.bridgeNdjson.firstRowMs, 1)} ms | ${n(r.bulk.bridgeNdjson.rowsPerSecond / r.bulk.direct.rowsPerSecond, 2)} |`,
-    "",
-    `| primary-key lookup, ${SIZES.callers} callers, ${SIZES.smallSeconds} s | req/s | p50 | p99 | ratio |`,
-    "| --- | ---: | ---: | ---: | ---: |",
-    ...(
-      [
-        ["direct pg pool (10)", r.small.direct],
-        ["query-grpc", r.small.grpc],
-        ["bridge JSON", r.small.bridgeJson],
-      ] as const
-    ).map(
-      ([name, l]) =>
-        `| ${name} | ${n(l.requestsPerSecond)} | ${n(l.p50Ms, 2)} ms | ${n(l.p99Ms, 2)} ms | ${n(l.requestsPerSecond / r.small.direct.requestsPerSecond, 2)} |`,
-    ),
-    "",
-    `query-grpc peak RSS: ${n(r.bulk.grpcPeakRssMb)} MB streaming ${n(SIZES.bulkRows)} rows, ${n(r.big.grpcPeakRssMb)} MB streaming ${n(SIZES.bigRows)} rows (${n(r.big.grpc.rowsPerSecond)} rows/s)`,
-    "",
-    "| target | measured | goal | |",
-    "| --- | ---: | ---: | --- |",
-    ...targets.map(
-      (t) => `| ${t.name} | ${n(t.value, 2)} | ${t.op} ${t.goal} | ${t.met ? "met" : "MISSED"} |`,
-    ),
-  ];
-  return lines.join("\n");
+function addTo(total: Record<string, number>, more: Record<string, number>): void {
+  for (const [name, value] of Object.entries(more)) total[name] = (total[name] ?? 0) + value;
 }
 
-await main();
+function scaled(values: Record<string, number>, factor: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(values).map(([name, value]) => [name, value * factor]));
+}
+
+/**
+ * A call abandoned after its first row keeps query-grpc and PostgreSQL busy
+ * for a few ms more (batches already read, cancel, rollback): let that end so
+ * the next try measures the first row alone, not the previous one's tail.
+ */
+async function untilQuerygateIdle(admin: pg.Client): Promise<void> {
+  const until = Date.now() + 5000;
+  while (Date.now() < until) {
+    const busy = await admin.query<{ n: number }>(
+      "select count(*)::int as n from pg_stat_activity where application_name like 'querygate%' and state <> 'idle'",
+    );
+    if (busy.rows[0]?.n === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error("querygate's connections were still busy 5 s after the call was abandoned");
+}
+
+function streamStats(runs: StreamResult[]): StreamStats {
+  const perSecond = runs.map((r) => (r.rows / r.totalMs) * 1000);
+  return {
+    rows: runs[0]?.rows ?? 0,
+    reps: runs.length,
+    rowsPerSecond: median(perSecond),
+    firstRowMs: median(runs.map((r) => r.firstRowMs)),
+    allRowsPerSecond: perSecond,
+  };
+}
+
+function firstRowStats(times: number[]): FirstRowStats {
+  const sorted = [...times].sort((a, b) => a - b);
+  return {
+    reps: times.length,
+    medianMs: percentile(sorted, 0.5),
+    p90Ms: percentile(sorted, 0.9),
+    maxMs: sorted[sorted.length - 1] ?? Number.NaN,
+  };
+}

@@ -165,7 +165,13 @@ async function rollback(client: pg.PoolClient, cursor: TransactionCursor): Promi
   }
 }
 
+/** Shared by every row without NULLs; encoding only reads it. */
+const NO_NULLS: number[] = [];
+
 export function toRow(raw: RawRow): Row {
+  // Most rows have no NULL: their values go out as the array PostgreSQL's row
+  // arrived in, so a row costs two fewer arrays to allocate and collect.
+  if (!raw.includes(null)) return { values: raw as string[], nullColumns: NO_NULLS };
   const nullColumns: number[] = [];
   const values = new Array<string>(raw.length);
   for (let i = 0; i < raw.length; i++) {

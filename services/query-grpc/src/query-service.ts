@@ -207,20 +207,31 @@ function streamWriter(
   signal: AbortSignal,
   countRows: (n: number) => void,
 ): ResultWriter {
+  // Backpressure by what has actually gone out: a write resolves once the
+  // message before the previous one was handed to HTTP/2, so at most two
+  // batches wait there. (write()'s own signal comes only after grpc-js has
+  // queued 16 messages, 32,000 rows held as objects long enough for the GC
+  // to promote them, and RSS then grew with the result.)
+  let sentOlder: Promise<void> = Promise.resolve();
+  let sentLast: Promise<void> = Promise.resolve();
   const write = (message: ExecuteResponse): Promise<void> => {
     // A call that ended (cancel, deadline, shutdown) takes no more messages.
     if (signal.aborted) return Promise.reject(signal.reason);
-    if (call.write(message)) return Promise.resolve();
-    // Backpressure: wait until the stream drains, or the call ends.
+    const waitFor = sentOlder;
+    sentOlder = sentLast;
+    // grpc-js never calls back for a cancelled call: the abort below covers that.
+    sentLast = new Promise((resolve) => call.write(message, () => resolve()));
     return new Promise((resolve, reject) => {
+      let settled = false;
       const settle = () => {
-        call.off("drain", settle);
+        if (settled) return;
+        settled = true;
         signal.removeEventListener("abort", settle);
         if (signal.aborted) reject(signal.reason);
         else resolve();
       };
-      call.on("drain", settle);
       signal.addEventListener("abort", settle);
+      void waitFor.then(settle);
     });
   };
   return {
