@@ -22,21 +22,36 @@ export function parseConfig<S extends z.ZodType>(
   return Object.freeze(parsed.data);
 }
 
+/**
+ * Number("") and Number(" ") are 0: a variable that is set but left empty
+ * (GRPC_PORT=) must be refused, not read as port 0 or a zero limit.
+ */
+const blankIsNotANumber = (value: unknown) =>
+  typeof value === "string" && value.trim() === "" ? Number.NaN : value;
+
 /** Environment helpers: every value arrives as a string or not at all. */
 export const env = {
   port: (fallback: number) =>
-    z.coerce
-      .number({ error: "expected a TCP port number (0-65535)" })
-      .int("expected a whole number")
-      .min(0, "expected a TCP port number (0-65535)")
-      .max(65535, "expected a TCP port number (0-65535)")
+    z
+      .preprocess(
+        blankIsNotANumber,
+        z.coerce
+          .number({ error: "expected a TCP port number (0-65535)" })
+          .int("expected a whole number")
+          .min(0, "expected a TCP port number (0-65535)")
+          .max(65535, "expected a TCP port number (0-65535)"),
+      )
       .default(fallback),
   int: (fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
-    z.coerce
-      .number({ error: `expected a whole number between ${min} and ${max}` })
-      .int(`expected a whole number between ${min} and ${max}`)
-      .min(min, `expected a whole number between ${min} and ${max}`)
-      .max(max, `expected a whole number between ${min} and ${max}`)
+    z
+      .preprocess(
+        blankIsNotANumber,
+        z.coerce
+          .number({ error: `expected a whole number between ${min} and ${max}` })
+          .int(`expected a whole number between ${min} and ${max}`)
+          .min(min, `expected a whole number between ${min} and ${max}`)
+          .max(max, `expected a whole number between ${min} and ${max}`),
+      )
       .default(fallback),
   bool: (fallback: boolean) =>
     z
