@@ -14,9 +14,18 @@ sql=${sql//\"/\\\"}
 sql=${sql//$'\n'/\\n}
 sql=${sql//$'\r'/\\r}
 sql=${sql//$'\t'/\\t}
+# JSON allows no raw control character in a string: the rest go as \u00XX.
+for ((code = 1; code < 32; code++)); do
+  printf -v hex '%02x' "$code"
+  printf -v char "\\x$hex"
+  [[ $sql == *"$char"* ]] || continue
+  printf -v escaped '\\u%04x' "$code"
+  sql=${sql//"$char"/"$escaped"}
+done
 auth=()
+# ${auth[@]+...}: an empty array is "unbound" under set -u in bash before 4.4 (macOS).
 if [ -n "${QUERYGATE_TOKEN:-}" ]; then auth=(-H "authorization: Bearer ${QUERYGATE_TOKEN}"); fi
 curl -sS -X POST "http://${host}:${port}/query" \
-  -H "content-type: application/json" "${auth[@]}" \
+  -H "content-type: application/json" ${auth[@]+"${auth[@]}"} \
   -d "{\"query\": \"${sql}\"}"
 echo
