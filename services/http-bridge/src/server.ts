@@ -36,6 +36,12 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
   });
   const port = (server.address() as AddressInfo).port;
   logger.info({ host: config.HOST, port, upstream: config.QUERY_GRPC_TARGET }, "http-bridge listening");
+  if (!config.UPSTREAM_AUTH) {
+    logger.warn(
+      { host: config.HOST, allowUnauthenticated: config.ALLOW_UNAUTHENTICATED },
+      "query-grpc credentials not declared (UPSTREAM_AUTH=false): listening on loopback only unless ALLOW_UNAUTHENTICATED",
+    );
+  }
 
   return {
     port,
