@@ -1,18 +1,14 @@
-// querygate.v1.QueryService: the path of one call, top to bottom:
-// request → validate → execute (cursor) → encode → write with backpressure.
-import { randomUUID } from "node:crypto";
 import { Metadata, type ServerWritableStream, status } from "@grpc/grpc-js";
 import type {
   ExecuteRequest,
   ExecuteResponse,
   QueryServiceServer,
-  Value,
 } from "../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../shared/src/logger.js";
 import type { Authenticator, Caller } from "./auth.js";
 import { executeBatchHandler } from "./batch-service.js";
+import { firstValue, requestIdOf, toParam } from "./call-context.js";
 import { type Classification, classify } from "./classify.js";
-import type { ParamValue } from "./cursor.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { Executor, ResultWriter, StatementRequest } from "./executor.js";
 import type { CancelReason, QueryMetrics } from "./metrics.js";
@@ -141,17 +137,6 @@ function abort(
   controller.abort(failure);
 }
 
-/** The caller's x-request-id when it is a sane token, else a new one. */
-function requestIdOf(metadata: Metadata): string {
-  const given = firstValue(metadata, "x-request-id");
-  return given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID();
-}
-
-function firstValue(metadata: Metadata, key: string): string | undefined {
-  const value = metadata.get(key)[0];
-  return typeof value === "string" ? value : undefined;
-}
-
 function toStatementRequest(
   request: ExecuteRequest,
   caller: Caller,
@@ -183,23 +168,6 @@ function toStatementRequest(
     role: caller.role,
     claims: caller.claims,
   };
-}
-
-/** A parameter in the form node-postgres sends: text, bytes (bytea) or NULL. */
-function toParam(value: Value): ParamValue {
-  if (value.textValue !== undefined) return value.textValue;
-  if (value.intValue !== undefined) return value.intValue;
-  if (value.boolValue !== undefined) return value.boolValue ? "true" : "false";
-  if (value.floatValue !== undefined) return floatText(value.floatValue);
-  if (value.bytesValue !== undefined) return value.bytesValue;
-  return null;
-}
-
-function floatText(n: number): string {
-  if (Number.isNaN(n)) return "NaN";
-  if (n === Number.POSITIVE_INFINITY) return "Infinity";
-  if (n === Number.NEGATIVE_INFINITY) return "-Infinity";
-  return String(n);
 }
 
 function streamWriter(
