@@ -7,6 +7,7 @@ import { createHash, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Metadata } from "@grpc/grpc-js";
 import { exportJWK, SignJWT } from "jose";
 import { adminClient, databaseUrlAs } from "./helpers.js";
 
@@ -140,6 +141,13 @@ export async function jwt(options: TokenOptions = {}): Promise<string> {
   if (options.notBefore !== undefined) signer = signer.setNotBefore(options.notBefore);
   const key = alg === "HS256" ? f.hsSecret : alg === "RS256" ? f.rsaKey : f.ecKey;
   return signer.sign(key);
+}
+
+/** gRPC metadata carrying the token as a Bearer credential. */
+export function as(token: string): Metadata {
+  const metadata = new Metadata();
+  metadata.set("authorization", `Bearer ${token}`);
+  return metadata;
 }
 
 export function bearer(token: string): { authorization: string } {

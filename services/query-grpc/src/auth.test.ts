@@ -11,7 +11,7 @@ import {
   startBridgeFor,
   startGrpc,
 } from "../../../test/helpers.js";
-import { bearer, jwt, roles, TOKENS } from "../../../test/roles.js";
+import { as, bearer, jwt, roles, TOKENS } from "../../../test/roles.js";
 import { ConfigError } from "../../shared/src/config.js";
 import { loadConfig } from "./config.js";
 
@@ -20,12 +20,6 @@ const t = suite("authentication");
 let client: ReturnType<typeof grpcClient>;
 let bridgeUrl: string;
 const auditLines: Array<Record<string, unknown>> = [];
-
-function as(token: string): Metadata {
-  const metadata = new Metadata();
-  metadata.set("authorization", `Bearer ${token}`);
-  return metadata;
-}
 
 t.before(async () => {
   const fixture = await roles();

@@ -1,4 +1,4 @@
-import { Metadata, status } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
@@ -10,19 +10,13 @@ import {
   startBridgeFor,
   startGrpc,
 } from "../../../test/helpers.js";
-import { bearer, jwt, roles, TOKENS } from "../../../test/roles.js";
+import { as, bearer, jwt, roles, TOKENS } from "../../../test/roles.js";
 
 const t = suite("authorization in PostgreSQL");
 
 let client: ReturnType<typeof grpcClient>;
 let bridgeUrl: string;
 let admin: Awaited<ReturnType<typeof adminClient>>;
-
-function as(token: string): Metadata {
-  const metadata = new Metadata();
-  metadata.set("authorization", `Bearer ${token}`);
-  return metadata;
-}
 
 async function itemCount(): Promise<number> {
   return (await admin.query("select count(*)::int as n from app.items")).rows[0].n;

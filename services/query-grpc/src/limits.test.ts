@@ -1,4 +1,4 @@
-import { Metadata, status } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
@@ -12,19 +12,13 @@ import {
   startBridgeFor,
   startGrpc,
 } from "../../../test/helpers.js";
-import { bearer, roles, TOKENS } from "../../../test/roles.js";
+import { as, bearer, roles, TOKENS } from "../../../test/roles.js";
 
 const t = suite("limits");
 
 let client: ReturnType<typeof grpcClient>;
 let bridgeUrl: string;
 let admin: Awaited<ReturnType<typeof adminClient>>;
-
-function as(token: string): Metadata {
-  const metadata = new Metadata();
-  metadata.set("authorization", `Bearer ${token}`);
-  return metadata;
-}
 
 t.before(async () => {
   const fixture = await roles();
