@@ -1,5 +1,6 @@
 // grpc.health.v1 as Kubernetes' gRPC probes and load balancers use it:
 // SERVING only while the database answers and the process is not stopping.
+import { connect, createServer, type Socket } from "node:net";
 import { credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -8,7 +9,7 @@ import {
   HealthClient,
   HealthCheckResponse_ServingStatus as Serving,
 } from "../../../proto/gen/grpc/health/v1/health.js";
-import { atEnd, eventually, executeError, grpcClient, startGrpc } from "../../../test/helpers.js";
+import { atEnd, database, eventually, executeError, grpcClient, startGrpc } from "../../../test/helpers.js";
 
 const t = suite("gRPC health");
 let target: string;
@@ -32,6 +33,37 @@ async function checkError(client: HealthClient, service: string): Promise<Servic
     return error as ServiceError;
   }
   throw new Error(`expected Check(${JSON.stringify(service)}) to fail`);
+}
+
+/** A TCP relay to PostgreSQL that can stop passing bytes: a database that hangs rather than refuses. */
+async function freezableRelay(to: number) {
+  let frozen = false;
+  const sockets = new Set<Socket>();
+  const server = createServer((inbound) => {
+    const outbound = connect(to, "127.0.0.1");
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        sockets.delete(socket);
+        inbound.destroy();
+        outbound.destroy();
+      });
+    }
+    inbound.on("data", (chunk) => frozen || outbound.write(chunk));
+    outbound.on("data", (chunk) => frozen || inbound.write(chunk));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  atEnd(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return {
+    port: (server.address() as { port: number }).port,
+    freeze: () => {
+      frozen = true;
+    },
+  };
 }
 
 t.before(async () => {
@@ -90,6 +122,23 @@ t("Watch for an unknown service streams SERVICE_UNKNOWN rather than failing", as
   });
   watch.cancel();
   assert.is(first, Serving.SERVICE_UNKNOWN);
+});
+
+t("a database that stops answering turns Check to NOT_SERVING", async () => {
+  const relay = await freezableRelay((await database()).port);
+  const server = await startGrpc({
+    DATABASE_URL: `postgres://postgres:postgres@127.0.0.1:${relay.port}/postgres`,
+    CONNECT_TIMEOUT_MS: "500",
+    HEALTH_INTERVAL_MS: "200",
+  });
+  const client = healthClient(server.target);
+  assert.is(await check(client, ""), Serving.SERVING);
+  relay.freeze();
+  await eventually(
+    async () => (await check(client, "")) === Serving.NOT_SERVING,
+    10_000,
+    "Check to say NOT_SERVING",
+  );
 });
 
 t.run();
