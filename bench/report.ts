@@ -166,30 +166,15 @@ export function formatResults(r: Results): string {
     );
     out.push(row(["", "req/s", "p50", "p99", "ratio vs pg  target       p99 target"], w));
     out.push(row(["direct pg (pg.Pool)", count(s.pg.perSecond), ms(s.pg.p50Ms), ms(s.pg.p99Ms), "1.00"], w));
-    out.push(
-      row(
-        [
-          "gRPC",
-          count(s.grpc.perSecond),
-          ms(s.grpc.p50Ms),
-          ms(s.grpc.p99Ms),
-          `${verdict(target("small queries gRPC req/s"))}   ${passFail(target("small queries gRPC p99"))}`,
-        ],
-        w,
-      ),
-    );
-    out.push(
-      row(
-        [
-          "bridge JSON",
-          count(s.bridge.perSecond),
-          ms(s.bridge.p50Ms),
-          ms(s.bridge.p99Ms),
-          `${verdict(target("small queries bridge req/s"))}   ${passFail(target("small queries bridge p99"))}`,
-        ],
-        w,
-      ),
-    );
+    for (const [name, key, label] of [
+      ["gRPC", "grpc", "gRPC"],
+      ["bridge JSON", "bridge", "bridge"],
+    ] as const) {
+      const l = s[key];
+      const speed = verdict(target(`small queries ${label} req/s`));
+      const tail = passFail(target(`small queries ${label} p99`));
+      out.push(row([name, count(l.perSecond), ms(l.p50Ms), ms(l.p99Ms), `${speed}   ${tail}`], w));
+    }
     out.push(
       `  CPU µs per request: pg ${cpuLine(s.pg.cpuUsPerRequest, 0)}; gRPC ${cpuLine(s.grpc.cpuUsPerRequest, 0)}; bridge ${cpuLine(s.bridge.cpuUsPerRequest, 0)}`,
       "",

@@ -3,7 +3,7 @@
 // rows encoded by response format.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Counter, Histogram, type Registry } from "prom-client";
-import { createRegistry } from "../../shared/src/metrics.js";
+import { createRegistry, LATENCY_BUCKETS } from "../../shared/src/metrics.js";
 
 const ROUTES = new Set(["/", "/query", "/healthz", "/readyz", "/metrics"]);
 
@@ -26,7 +26,7 @@ export class BridgeMetrics {
       name: "querygate_http_request_duration_seconds",
       help: "HTTP request duration until the response's last byte, by route.",
       labelNames: ["route"],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      buckets: LATENCY_BUCKETS,
       registers: [registry],
     });
     this.rows = new Counter({

@@ -3,7 +3,7 @@
 // sessions, cancellations.
 import type pg from "pg";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import { createRegistry } from "../../shared/src/metrics.js";
+import { createRegistry, LATENCY_BUCKETS } from "../../shared/src/metrics.js";
 import type { Admission } from "./admission.js";
 
 export type CancelReason = "client" | "deadline" | "timeout" | "shutdown";
@@ -30,7 +30,7 @@ export class QueryMetrics {
       name: "querygate_grpc_call_duration_seconds",
       help: "Call duration from arrival to the last message, by method.",
       labelNames: ["method"],
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      buckets: LATENCY_BUCKETS,
       registers: [registry],
     });
     this.rows = new Counter({
