@@ -50,6 +50,8 @@ async function runBatch(
   const requestId = requestIdOf(call.metadata);
   const onCancelled = () => controller.abort(cancellation(call.getDeadline()));
   call.on("cancelled", onCancelled);
+  // A stream reset before this handler ran emitted "cancelled" to nobody.
+  if (call.cancelled) onCancelled();
   const { statements, options } = call.request;
   let caller: Caller | undefined;
   let classified: Classification[] = [];

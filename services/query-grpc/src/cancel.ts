@@ -1,7 +1,15 @@
 // PostgreSQL's out-of-band cancel: a CancelRequest on a fresh socket naming the
 // backend's process id and secret key. It needs no privileges and no free pool
 // connection, so it works even when the pool is exhausted.
+//
+// One CancelRequest is not enough. PostgreSQL drops a cancel that lands while
+// the backend is still reading the statement (before it starts executing), so
+// a cancel sent a moment after the statement can be lost and the statement
+// then runs to its end with nobody waiting for it. stopStatement() repeats the
+// cancel while the statement is still running and, as a last resort, closes
+// the connection; every abort path (Execute, ExecuteBatch, Session) uses it.
 import { connect } from "node:net";
+import type pg from "pg";
 
 const CANCEL_REQUEST_CODE = 80877102;
 
@@ -25,4 +33,40 @@ export function sendCancelRequest(key: BackendKey, timeoutMs = 2000): Promise<vo
     socket.on("error", () => socket.destroy());
     socket.on("close", () => resolve());
   });
+}
+
+export function backendKey(client: pg.PoolClient): BackendKey {
+  const c = client as unknown as { host: string; port: number; processID: number; secretKey: number };
+  return { host: c.host, port: c.port, processID: c.processID, secretKey: c.secretKey };
+}
+
+/** Delays between repeated cancels; their sum stays well under any settle timeout. */
+const RETRY_DELAYS_MS = [25, 50, 100, 200, 400, 800];
+
+/**
+ * Stops whatever `client` is running for a caller who went away: cancels now,
+ * again while `busy()` stays true, and destroys the connection if it is still
+ * busy after `settleMs` (PostgreSQL then ends the statement when it notices,
+ * see client_connection_check_interval in transaction.ts). Returns a function
+ * that ends the retries once the statement has settled.
+ */
+export function stopStatement(client: pg.PoolClient, busy: () => boolean, settleMs: number): () => void {
+  const key = backendKey(client);
+  const started = Date.now();
+  let attempt = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = () => {
+    if (!busy()) return;
+    if (Date.now() - started >= settleMs) {
+      const stream = (client as unknown as { connection?: { stream?: { destroy(e?: Error): void } } })
+        .connection?.stream;
+      stream?.destroy(new Error("statement did not stop after cancel; connection closed"));
+      return;
+    }
+    void sendCancelRequest(key);
+    const delay = RETRY_DELAYS_MS[Math.min(attempt++, RETRY_DELAYS_MS.length - 1)] ?? 800;
+    timer = setTimeout(tick, Math.min(delay, Math.max(1, settleMs - (Date.now() - started))));
+  };
+  tick();
+  return () => clearTimeout(timer);
 }

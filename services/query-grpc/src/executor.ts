@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../proto/gen/querygate/v1/query.js";
 import type { Admission } from "./admission.js";
-import { sendCancelRequest } from "./cancel.js";
+import { stopStatement } from "./cancel.js";
 import { type ParamValue, type RawRow, TransactionCursor } from "./cursor.js";
 import { QueryFailure } from "./errors.js";
 import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
@@ -36,6 +36,10 @@ export interface ExecutorOptions {
   firstBatchRows: number;
   /** DISCARD ALL before each request, so nothing one caller left in the session reaches the next. */
   resetSession: boolean;
+  /** How long a cancelled statement or a rollback may take before its connection is closed instead. */
+  settleTimeoutMs: number;
+  /** Rows go out in messages of at most about this many bytes of values. */
+  maxMessageBytes: number;
 }
 
 export class Executor {
@@ -62,7 +66,7 @@ export class Executor {
     signal: AbortSignal,
     started: number,
   ): Promise<void> {
-    const client = await this.connect();
+    const client = await this.connect(signal);
     const limit = request.maxRows > 0 ? request.maxRows : Number.POSITIVE_INFINITY;
     const cursor = new TransactionCursor(
       transactionSetup(request, this.options.resetSession),
@@ -78,14 +82,16 @@ export class Executor {
     // whatever runs next on this backend: a connection we sent one for is
     // never handed to another caller.
     let cancelSent = false;
+    let stopCancelling = () => {};
     const onAbort = () => {
-      if (!cursor.busy) return;
+      if (!cursor.busy) return; // between reads: the loop below sees the abort
       cancelSent = true;
-      void sendCancelRequest(backendKey(client));
+      stopCancelling = stopStatement(client, () => cursor.busy, this.options.settleTimeoutMs);
     };
     signal.addEventListener("abort", onAbort);
     let clean = false;
     try {
+      if (signal.aborted) throw signal.reason;
       writer.accepted();
       client.query(cursor as unknown as pg.QueryConfig);
       const fields = await cursor.describe();
@@ -109,7 +115,8 @@ export class Executor {
         if (raw.length === 0) break;
         const take = raw.length > limit - sent ? raw.slice(0, limit - sent) : raw;
         sent += take.length;
-        await writer.rows(take.map(toRow));
+        for (const batch of byteBounded(take, this.options.maxMessageBytes))
+          await writer.rows(batch.map(toRow));
         if (sent >= limit && !cursor.complete) {
           // The portal stopped at the limit; only another row proves there was more.
           truncated = (await cursor.read(1)).length > 0;
@@ -131,10 +138,14 @@ export class Executor {
         serverTimeMs: performance.now() - started,
       });
     } catch (error) {
-      clean = await rollback(client, cursor);
+      clean = await rollback(client, cursor, this.options.settleTimeoutMs);
+      // A failure once COMMIT went out says more than the caller's cancel: it may have committed.
+      const failure = transactionFailure(error, cursor.failedIn, request);
+      if (failure.kind === "commit_unknown") throw failure;
       if (signal.aborted) throw signal.reason;
-      throw transactionFailure(error, cursor.failedIn, request.role);
+      throw failure;
     } finally {
+      stopCancelling();
       signal.removeEventListener("abort", onAbort);
       client.off("error", onClientError);
       // A connection whose state we cannot vouch for is closed, not reused.
@@ -142,27 +153,70 @@ export class Executor {
     }
   }
 
-  private async connect(): Promise<pg.PoolClient> {
+  /**
+   * A pooled connection. pg cannot abandon a connect in progress, so a caller
+   * who gives up meanwhile gets its abort as soon as the connection is there,
+   * and the connection (untouched) goes straight back to the pool.
+   */
+  private async connect(signal: AbortSignal): Promise<pg.PoolClient> {
+    let client: pg.PoolClient;
     try {
-      return await this.pool.connect();
+      client = await this.pool.connect();
     } catch (error) {
       throw new QueryFailure(
         "unavailable",
         `database unavailable: ${error instanceof Error ? error.message : String(error)}`,
       );
     }
+    if (signal.aborted) {
+      client.release();
+      throw signal.reason;
+    }
+    return client;
   }
 }
 
-/** Returns true when the connection is idle again and fit for reuse. */
-async function rollback(client: pg.PoolClient, cursor: TransactionCursor): Promise<boolean> {
-  try {
+/** Returns true when the connection is idle again (within `ms`) and fit for reuse. */
+async function rollback(client: pg.PoolClient, cursor: TransactionCursor, ms: number): Promise<boolean> {
+  const work = (async () => {
     await cursor.finish("ROLLBACK").catch(() => {});
     await client.query("ROLLBACK");
-    return true;
+  })();
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true), timedOut]);
   } catch {
     return false;
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => {});
   }
+}
+
+/**
+ * Splits rows into messages of at most about `maxBytes` of values, so no
+ * message nears a gRPC client's receive limit (grpc-js and grpcurl default
+ * to 4 MiB) however wide the rows; a single larger row travels alone.
+ */
+export function* byteBounded(rows: RawRow[], maxBytes: number): Generator<RawRow[]> {
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i] as RawRow;
+    let size = 8 * row.length;
+    for (const value of row) if (value !== null) size += value.length;
+    if (bytes + size > maxBytes && i > start) {
+      yield rows.slice(start, i);
+      start = i;
+      bytes = 0;
+    }
+    bytes += size;
+  }
+  if (start === 0) yield rows;
+  else if (start < rows.length) yield rows.slice(start);
 }
 
 /** Shared by every row without NULLs; encoding only reads it. */
@@ -193,9 +247,4 @@ export function commandOf(tag: string): string {
 export function affectedRows(tag: string): number {
   const match = / (\d+)$/.exec(tag);
   return match ? Number(match[1]) : 0;
-}
-
-export function backendKey(client: pg.PoolClient) {
-  const c = client as unknown as { host: string; port: number; processID: number; secretKey: number };
-  return { host: c.host, port: c.port, processID: c.processID, secretKey: c.secretKey };
 }

@@ -8,11 +8,11 @@ import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../proto/gen/querygate/v1/query.js";
 import type { Admission } from "./admission.js";
-import { sendCancelRequest } from "./cancel.js";
+import { stopStatement } from "./cancel.js";
 import type { ParamValue } from "./cursor.js";
 import { isServerError, QueryFailure } from "./errors.js";
 import { Exchange, type Step, type StepResult } from "./exchange.js";
-import { affectedRows, backendKey, commandOf, toRow } from "./executor.js";
+import { affectedRows, commandOf, toRow } from "./executor.js";
 import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
 import type { TypeNames } from "./type-names.js";
 
@@ -211,19 +211,16 @@ export class OpenTransaction {
     try {
       results = await exchange.done();
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      if (isServerError(error)) {
-        const failedIn = (exchange.failedAt ?? 0) < guards.length ? "guard" : "statement";
-        // PostgreSQL refused the COMMIT, or never reached it: nothing was committed. close() rolls back.
-        if (failedIn === "guard" || isDefinite(error))
-          throw transactionFailure(error, failedIn, this.settings.role);
+      if (!exchange.submitted) {
+        this.broken = true;
+        const message = error instanceof Error ? error.message : String(error);
+        throw new QueryFailure("unavailable", `database unavailable: ${message}`);
       }
-      this.broken = true;
-      if (!exchange.submitted) throw new QueryFailure("unavailable", `database unavailable: ${message}`);
-      throw new QueryFailure(
-        "commit_unknown",
-        `the database connection failed while COMMIT was in flight, so the transaction may or may not have committed; check before retrying (${message})`,
-      );
+      if (!isServerError(error)) this.broken = true;
+      // PostgreSQL refused the guard or the COMMIT, or the answer is missing: transactionFailure tells which.
+      const failedIn =
+        exchange.failedAt !== undefined && exchange.failedAt < guards.length ? "guard" : "commit";
+      throw transactionFailure(error, failedIn, this.settings);
     }
     // PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK.
     if (results.at(-1)?.commandTag !== "COMMIT") {
@@ -264,15 +261,18 @@ export class OpenTransaction {
     const exchange = new Exchange(steps);
     this.client.query(exchange as unknown as pg.QueryConfig);
     let timer: NodeJS.Timeout | undefined;
+    let stopCancelling = () => {};
     let onAbort = () => {};
     const abandoned = new Promise<never>((_, reject) => {
       onAbort = () => {
-        if (exchange.busy) void sendCancelRequest(backendKey(this.client));
+        if (!exchange.busy) return;
+        // A late cancel could hit whatever runs next on this backend: never reuse it.
+        this.broken = true;
+        stopCancelling = stopStatement(this.client, () => exchange.busy, this.options.settleTimeoutMs);
+        // stopStatement closes a connection that stays busy; this is the backstop if even that hangs.
         timer = setTimeout(() => {
-          if (exchange.ended) return;
-          this.broken = true;
-          reject(signal.reason);
-        }, this.options.settleTimeoutMs);
+          if (!exchange.ended) reject(signal.reason);
+        }, this.options.settleTimeoutMs + 1000);
       };
     });
     signal.addEventListener("abort", onAbort, { once: true });
@@ -287,9 +287,10 @@ export class OpenTransaction {
         throw new QueryFailure("unavailable", `database unavailable: ${message}`);
       }
       const failedIn = (exchange.failedAt ?? 0) < setupSteps ? "setup" : "statement";
-      throw transactionFailure(error, failedIn, this.settings.role);
+      throw transactionFailure(error, failedIn, this.settings);
     } finally {
       clearTimeout(timer);
+      stopCancelling();
       signal.removeEventListener("abort", onAbort);
     }
   }
@@ -324,15 +325,4 @@ async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-/**
- * Whether an error answering COMMIT proves it did not commit: an ERROR (say
- * 40001, or a deferred constraint) does, the transaction is rolled back. A
- * FATAL or PANIC, or a connection or shutdown SQLSTATE, may come after the
- * commit record was written, so it proves nothing.
- */
-function isDefinite(error: unknown): boolean {
-  const { code, severity } = error as { code: string; severity: string };
-  return severity === "ERROR" && !code.startsWith("08") && !code.startsWith("57P");
 }

@@ -69,6 +69,8 @@ async function handleExecute(
     }
   };
   call.on("cancelled", onCancelled);
+  // A stream reset before this handler ran emitted "cancelled" to nobody.
+  if (call.cancelled) onCancelled();
   let timer: NodeJS.Timeout | undefined;
   let outcome = "OK";
   let code: status = status.OK;

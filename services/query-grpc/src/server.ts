@@ -83,6 +83,8 @@ export async function startQueryGrpc(
     batchRows: config.BATCH_ROWS,
     firstBatchRows: Math.min(100, config.BATCH_ROWS),
     resetSession: config.RESET_SESSION,
+    settleTimeoutMs: 2000,
+    maxMessageBytes: 1024 * 1024,
   });
   const transactionRpcs = createTransactionRpcs(config, pool, admission, typeNames);
 

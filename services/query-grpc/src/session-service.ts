@@ -80,6 +80,8 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
   const requestId = requestIdOf(call.metadata);
   const onCancelled = () => controller.abort(cancellation(call.getDeadline()));
   call.on("cancelled", onCancelled);
+  // A stream reset before this handler ran emitted "cancelled" to nobody.
+  if (call.cancelled) onCancelled();
   const lifetime = setTimeout(
     () =>
       controller.abort(

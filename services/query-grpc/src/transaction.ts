@@ -2,7 +2,7 @@
 // access mode, isolation, limits), the check before it commits, and how a
 // failure in either is reported. Shared by Execute, ExecuteBatch and Session.
 import type { FailedIn } from "./cursor.js";
-import { fromDatabaseError, QueryFailure } from "./errors.js";
+import { fromDatabaseError, isServerError, QueryFailure } from "./errors.js";
 
 export type IsolationLevel = "read committed" | "repeatable read" | "serializable";
 
@@ -57,12 +57,28 @@ export function roleGuard(role: string): string {
 
 const ROLE_REFUSALS = new Set(["22023", "42704", "42501", "28000"]);
 
-/** A failure in querygate's own set-up or guard is about the caller's role, not its SQL. */
+/**
+ * The one place that decides what a failure means for the caller's data,
+ * given where it struck. Before the guard and COMMIT went out nothing can
+ * have committed, so a lost connection is plain "unavailable" (safe to
+ * retry). Once they went out, only PostgreSQL's ERROR answer proves the
+ * transaction did not commit; a lost connection, a FATAL, or a shutdown may
+ * come after the commit record was written, so that is "commit_unknown" —
+ * unless the transaction was read-only and so had nothing to commit.
+ */
 export function transactionFailure(
   error: unknown,
   failedIn: FailedIn | undefined,
-  role: string | undefined,
+  settings: Pick<TransactionSettings, "role" | "readOnly">,
 ): QueryFailure {
+  const ending = failedIn === "guard" || failedIn === "commit";
+  if (ending && !provesNoCommit(error) && !settings.readOnly) {
+    const message = error instanceof Error ? error.message : String(error);
+    return new QueryFailure(
+      "commit_unknown",
+      `the database connection failed while COMMIT was in flight, so the transaction may or may not have committed; check before retrying (${message})`,
+    );
+  }
   const failure = fromDatabaseError(error);
   if (failure.kind !== "sql") return failure;
   // Only the role in the set-up can be refused for the caller's sake (no such
@@ -70,18 +86,30 @@ export function transactionFailure(
   if (failedIn === "setup" && ROLE_REFUSALS.has(failure.pg?.sqlstate ?? "")) {
     return new QueryFailure(
       "forbidden",
-      `cannot run as role "${role ?? ""}": ${failure.message}`,
+      `cannot run as role "${settings.role ?? ""}": ${failure.message}`,
       failure.pg,
     );
   }
   if (failedIn === "guard") {
     return new QueryFailure(
       "forbidden",
-      `the statement switched away from role "${role ?? ""}"; its transaction was rolled back`,
+      `the statement switched away from role "${settings.role ?? ""}"; its transaction was rolled back`,
       { sqlstate: "42501" },
     );
   }
   return failure;
+}
+
+/**
+ * Whether an error answering the guard or COMMIT proves nothing committed: an
+ * ERROR (a failed guard, 40001, a deferred constraint) does, the transaction
+ * is rolled back. A FATAL or PANIC, a connection or shutdown SQLSTATE, or no
+ * answer at all proves nothing.
+ */
+function provesNoCommit(error: unknown): boolean {
+  if (error instanceof QueryFailure || !isServerError(error)) return false;
+  const { code, severity } = error as { code: string; severity: string };
+  return severity === "ERROR" && !code.startsWith("08") && !code.startsWith("57P");
 }
 
 export function quoteLiteral(value: string): string {
