@@ -14,6 +14,7 @@ import type { Caller } from "./auth.js";
 import {
   atStatement,
   cancellation,
+  checkParameterCount,
   firstValue,
   maxRowsOf,
   requestIdOf,
@@ -21,7 +22,7 @@ import {
   toParam,
   transactionSettings,
 } from "./call-context.js";
-import { type Classification, classify } from "./classify.js";
+import type { Classification } from "./classify.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { OpenTransaction, StatementSink } from "./open-transaction.js";
 import type { TransactionRpcDeps } from "./transaction-rpcs.js";
@@ -71,14 +72,17 @@ async function runBatch(
       );
     }
     const allowed = caller.statements;
-    classified = statements.map((statement, index) => {
+    classified = [];
+    for (const [index, statement] of statements.entries()) {
       try {
         if (!statement.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
-        return classify(statement.sql, allowed);
+        const classification = await deps.parser.classify(statement.sql, allowed);
+        checkParameterCount(classification, statement.params.length);
+        classified.push(classification);
       } catch (error) {
         throw atStatement(index, error);
       }
-    });
+    }
     const deadline = call.getDeadline();
     transaction = await deps.transactionRpcs.transactions.open(
       transactionSettings(options, caller, requestId, deps.limits, deadline),

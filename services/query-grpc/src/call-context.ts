@@ -11,6 +11,7 @@ import {
   type Value,
 } from "../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "./auth.js";
+import type { Classification } from "./classify.js";
 import type { ParamValue } from "./cursor.js";
 import { asFailure, QueryFailure } from "./errors.js";
 import type { QueryServiceLimits } from "./query-service.js";
@@ -96,6 +97,32 @@ export function maxRowsOf(statement: Statement, options: TransactionOptions | un
   const own = Number(statement.maxRows || "0");
   const rows = own > 0 ? own : Number(options?.maxRows || "0");
   return Number.isSafeInteger(rows) && rows > 0 ? rows : 0;
+}
+
+/** PostgreSQL's wire protocol counts a statement's parameters in 16 bits. */
+export const MAX_PARAMETERS = 65535;
+
+/**
+ * PostgreSQL wants exactly as many values as the statement's highest $n; it
+ * reports a mismatch as a protocol violation (08P01), which reads like a
+ * connection failure. Checked here, it is the caller's mistake it is.
+ */
+export function checkParameterCount(classification: Classification, given: number): void {
+  if (given > MAX_PARAMETERS) {
+    throw new QueryFailure(
+      "sql",
+      `${given} parameters were sent; PostgreSQL takes at most ${MAX_PARAMETERS} per statement`,
+      { sqlstate: "54023" },
+    );
+  }
+  const wanted = classification.parameters;
+  if (given !== wanted) {
+    throw new QueryFailure(
+      "sql",
+      `the statement takes ${wanted === 0 ? "no parameters" : wanted === 1 ? "1 parameter ($1)" : `${wanted} parameters ($1..$${wanted})`} but ${given} ${given === 1 ? "was" : "were"} sent`,
+      { sqlstate: "08P01" },
+    );
+  }
 }
 
 /** A parameter in the form node-postgres sends: text, bytes (bytea) or NULL. */

@@ -14,6 +14,17 @@ export interface Classification {
   kinds: StatementKind[];
   /** Hex fingerprint: equal for statements that differ only in literal values or layout. */
   fingerprint: string;
+  /** How many parameters the statement takes: its highest $n (PostgreSQL wants exactly that many). */
+  parameters: number;
+}
+
+/**
+ * The parser itself failed (its WebAssembly stack overflowed, or worse), not
+ * the statement's syntax: the parser's state can no longer be trusted.
+ * parser.ts answers the caller and replaces the parser.
+ */
+export class ParserFault extends Error {
+  override name = "ParserFault";
 }
 
 /** The parser is WebAssembly: load it once before serving. */
@@ -53,10 +64,17 @@ const SQL_TEXT_FUNCTIONS = new Set([
 type Node = Record<string, unknown>;
 
 export function classify(sql: string, allowed: ReadonlySet<StatementKind>): Classification {
+  if (sql.includes("\0")) {
+    // PostgreSQL would cut the text at the NUL and run the rest: refuse it whole.
+    throw new QueryFailure("sql", "the SQL text contains a NUL character (0x00)", { sqlstate: "22021" });
+  }
   let statements: Node[];
   try {
     statements = (parseSync(sql).stmts ?? []).map((s) => (s as { stmt: Node }).stmt);
   } catch (error) {
+    if ((error as { sqlDetails?: unknown }).sqlDetails === undefined) {
+      throw new ParserFault(error instanceof Error ? error.message : String(error));
+    }
     throw parseError(error, sql);
   }
   if (statements.length > 1) {
@@ -78,7 +96,7 @@ export function classify(sql: string, allowed: ReadonlySet<StatementKind>): Clas
     }
     kinds.push(kind);
   }
-  return { kinds, fingerprint: fingerprint(statements) };
+  return { kinds, fingerprint: fingerprint(statements), parameters: highestParameter(statements) };
 }
 
 function kindOf(statement: Node): StatementKind {
@@ -188,17 +206,47 @@ function explainAnalyzes(options: Node[] | undefined): boolean {
   });
 }
 
-/** Calls visit(type, body) for every node, depth first. */
-function walk(node: unknown, visit: (type: string, body: unknown) => void): void {
-  if (Array.isArray(node)) {
-    for (const item of node) walk(item, visit);
-    return;
+/**
+ * Calls visit(type, body) for every node, depth first. Iterative: a parse
+ * tree is as deep as the caller's SQL is nested, and "1+1+...+1" with a few
+ * thousand terms overflowed the JavaScript stack of a recursive walk.
+ */
+function walk(root: unknown, visit: (type: string, body: unknown) => void): void {
+  const pending: unknown[] = [root];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (node instanceof Visit) {
+      visit(node.type, node.body);
+      continue;
+    }
+    if (node === null || typeof node !== "object") continue;
+    if (Array.isArray(node)) {
+      for (let i = node.length - 1; i >= 0; i--) pending.push(node[i]);
+      continue;
+    }
+    const entries = Object.entries(node);
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [key, value] = entries[i] as [string, unknown];
+      pending.push(value); // its subtree is walked right after its own visit
+      if (/^[A-Z]/.test(key)) pending.push(new Visit(key, value));
+    }
   }
-  if (node === null || typeof node !== "object") return;
-  for (const [key, value] of Object.entries(node)) {
-    if (/^[A-Z]/.test(key)) visit(key, value);
-    walk(value, visit);
-  }
+}
+
+/** A node's type and body, queued in walk() so visits keep depth-first order. */
+class Visit {
+  constructor(
+    readonly type: string,
+    readonly body: unknown,
+  ) {}
+}
+
+function highestParameter(statements: Node[]): number {
+  let highest = 0;
+  walk(statements, (type, body) => {
+    if (type === "ParamRef") highest = Math.max(highest, (body as { number?: number }).number ?? 0);
+  });
+  return highest;
 }
 
 function entry(node: Node): [string, unknown] {
@@ -232,14 +280,41 @@ function parseError(error: unknown, sql: string): QueryFailure {
 /**
  * A hash of the parse tree without literal values and source positions, so
  * `id = 1` and `id = 2` (and any whitespace) fingerprint alike. Computed from
- * the tree we already have: libpg-query's own fingerprint() and normalize()
- * cost another parse each and grow WebAssembly memory without bound.
+ * the tree we already have (libpg-query's own fingerprint() and normalize()
+ * cost another parse each and grow WebAssembly memory without bound), and
+ * iteratively, since JSON.stringify recurses as deep as the tree.
  */
 function fingerprint(statements: Node[]): string {
-  const shape = JSON.stringify(statements, (key, value) => {
-    if (key === "location") return undefined;
-    if (key === "A_Const") return "?";
-    return value;
-  });
-  return createHash("sha256").update(shape).digest("hex").slice(0, 16);
+  const hash = createHash("sha256");
+  const pending: unknown[] = [statements];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (node instanceof Punctuation) {
+      hash.update(node.text);
+    } else if (Array.isArray(node)) {
+      hash.update("[");
+      pending.push(CLOSE_ARRAY);
+      for (let i = node.length - 1; i >= 0; i--) pending.push(node[i], COMMA);
+    } else if (node !== null && typeof node === "object") {
+      hash.update("{");
+      pending.push(CLOSE_OBJECT);
+      const entries = Object.entries(node).filter(([key]) => key !== "location");
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [key, value] = entries[i] as [string, unknown];
+        pending.push(key === "A_Const" ? LITERAL : value, new Punctuation(`${JSON.stringify(key)}:`), COMMA);
+      }
+    } else {
+      hash.update(JSON.stringify(node) ?? "null");
+    }
+  }
+  return hash.digest("hex").slice(0, 16);
 }
+
+/** Structure written into the fingerprint, told apart from the tree's own strings. */
+class Punctuation {
+  constructor(readonly text: string) {}
+}
+const COMMA = new Punctuation(",");
+const CLOSE_ARRAY = new Punctuation("]");
+const CLOSE_OBJECT = new Punctuation("}");
+const LITERAL = new Punctuation("?");

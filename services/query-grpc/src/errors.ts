@@ -99,6 +99,8 @@ function codeForSqlstate(sqlstate: string): status {
       return status.ABORTED;
     case "57014": // query_canceled: our cancels are mapped before this; what is left is statement_timeout
       return status.DEADLINE_EXCEEDED;
+    case "08P01": // protocol_violation: PostgreSQL's word for a wrong parameter count, the caller's mistake
+      return status.INVALID_ARGUMENT;
     case "57P01": // admin_shutdown
     case "57P02": // crash_shutdown
     case "57P03": // cannot_connect_now
@@ -118,9 +120,10 @@ function codeForSqlstate(sqlstate: string): status {
       return status.ABORTED;
     case "28": // invalid authorization specification
       return status.PERMISSION_DENIED;
-    case "53": // insufficient resources
-    case "54": // program limit exceeded
+    case "53": // insufficient resources (disk, memory, connections) on the server
       return status.RESOURCE_EXHAUSTED;
+    // 54 program limit exceeded (too many columns, too deep, too complex) falls
+    // through to INVALID_ARGUMENT: the same statement fails the same way again.
     case "57": // operator intervention
       return status.UNAVAILABLE;
     case "58": // system error

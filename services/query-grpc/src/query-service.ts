@@ -7,11 +7,12 @@ import type {
 import type { Logger } from "../../shared/src/logger.js";
 import type { Authenticator, Caller } from "./auth.js";
 import { executeBatchHandler } from "./batch-service.js";
-import { firstValue, requestIdOf, toParam } from "./call-context.js";
-import { type Classification, classify } from "./classify.js";
+import { checkParameterCount, firstValue, requestIdOf, toParam } from "./call-context.js";
+import type { Classification } from "./classify.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { Executor, ResultWriter, StatementRequest } from "./executor.js";
 import type { CancelReason, QueryMetrics } from "./metrics.js";
+import type { SqlParser } from "./parser.js";
 import { sessionHandler } from "./session-service.js";
 import type { TransactionRpcs } from "./transaction-rpcs.js";
 
@@ -22,6 +23,8 @@ export interface QueryServiceLimits {
 
 export interface QueryServiceDeps {
   authenticator: Authenticator;
+  /** Classifies SQL before anything runs (parser.ts). */
+  parser: SqlParser;
   executor: Executor;
   metrics: QueryMetrics;
   /** ExecuteBatch and Session (batch-service.ts, session-service.ts). */
@@ -82,7 +85,8 @@ async function handleExecute(
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
     if (!call.request.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
-    classification = classify(call.request.sql, caller.statements);
+    classification = await deps.parser.classify(call.request.sql, caller.statements);
+    checkParameterCount(classification, call.request.params.length);
     const request = toStatementRequest(call.request, caller, requestId, deps.limits, call.getDeadline());
     timer = setTimeout(() => {
       const failure = new QueryFailure("timeout", `statement exceeded its ${request.timeoutMs} ms timeout`);

@@ -10,7 +10,6 @@ import type { Logger } from "../../shared/src/logger.js";
 import { startMetricsServer } from "../../shared/src/metrics.js";
 import { Admission } from "./admission.js";
 import { Authenticator } from "./auth.js";
-import { loadParser } from "./classify.js";
 import type { QueryGrpcConfig } from "./config.js";
 import { ControlConnection } from "./control.js";
 import { credentialsConfigured, loadCredentials } from "./credentials.js";
@@ -18,6 +17,7 @@ import { QueryFailure } from "./errors.js";
 import { Executor } from "./executor.js";
 import { HEALTH_SERVICES, HealthState, healthHandlers, Serving } from "./health.js";
 import { QueryMetrics } from "./metrics.js";
+import { SqlParser } from "./parser.js";
 import { queryServiceHandlers } from "./query-service.js";
 import { descriptorIndex, reflectionHandlers } from "./reflection.js";
 import { createTransactionRpcs } from "./transaction-rpcs.js";
@@ -55,7 +55,8 @@ export async function startQueryGrpc(
       "no credentials configured: every caller runs as the login role",
     );
   }
-  await loadParser();
+  const parser = new SqlParser({ timeoutMs: config.PARSE_TIMEOUT_MS, cacheEntries: 2000 });
+  await parser.start();
 
   const pool = new pg.Pool({
     connectionString: config.DATABASE_URL,
@@ -92,6 +93,8 @@ export async function startQueryGrpc(
   const checkDatabase = async () => {
     try {
       await control.query("select 1");
+      // A parser that cannot be started again makes every call fail: not serving.
+      if (!(await parser.probe())) throw new Error("the SQL parser does not answer");
       if (health.status !== Serving.SERVING) logger.info("database reachable: SERVING");
       health.setDatabaseReachable(true);
     } catch (error) {
@@ -115,6 +118,7 @@ export async function startQueryGrpc(
     countingBytes(QueryServiceService, metrics),
     queryServiceHandlers({
       authenticator,
+      parser,
       executor,
       metrics,
       transactionRpcs,
@@ -171,7 +175,7 @@ export async function startQueryGrpc(
         new Promise((resolve) => setTimeout(resolve, 1000).unref()),
       ]);
       server.forceShutdown();
-      await Promise.all([pool.end(), control.close(), metricsServer.close()]);
+      await Promise.all([pool.end(), control.close(), metricsServer.close(), parser.close()]);
       logger.info("query-grpc stopped");
     },
   };

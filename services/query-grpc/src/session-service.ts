@@ -20,6 +20,7 @@ import type { Caller } from "./auth.js";
 import {
   atStatement,
   cancellation,
+  checkParameterCount,
   firstValue,
   maxRowsOf,
   requestIdOf,
@@ -27,7 +28,6 @@ import {
   toParam,
   transactionSettings,
 } from "./call-context.js";
-import { classify } from "./classify.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { OpenTransaction, StatementSink } from "./open-transaction.js";
 import type { StatementKind } from "./statement-kinds.js";
@@ -129,7 +129,9 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
         const statement = message.statement;
         try {
           if (!statement.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
-          for (const kind of classify(statement.sql, caller.statements).kinds) kinds.add(kind);
+          const classification = await deps.parser.classify(statement.sql, caller.statements);
+          checkParameterCount(classification, statement.params.length);
+          for (const kind of classification.kinds) kinds.add(kind);
           const deadline = call.getDeadline();
           transaction ??= await deps.transactionRpcs.transactions.open(
             transactionSettings(options, caller, requestId, deps.limits, deadline),

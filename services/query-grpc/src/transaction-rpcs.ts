@@ -7,6 +7,7 @@ import type { Authenticator } from "./auth.js";
 import type { QueryGrpcConfig } from "./config.js";
 import type { QueryFailure } from "./errors.js";
 import { Transactions } from "./open-transaction.js";
+import type { SqlParser } from "./parser.js";
 import type { QueryServiceLimits } from "./query-service.js";
 import { SessionSlots } from "./session-service.js";
 import type { TypeNames } from "./type-names.js";
@@ -33,6 +34,7 @@ export interface TransactionRpcs {
 /** The dependencies of ExecuteBatch and Session: Execute's, plus their own. */
 export interface TransactionRpcDeps {
   authenticator: Authenticator;
+  parser: SqlParser;
   limits: QueryServiceLimits;
   logger: Logger;
   /** False once shutdown began: new calls are refused before any SQL runs. */
