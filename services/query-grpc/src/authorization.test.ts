@@ -50,6 +50,37 @@ t("a read-only caller's INSERT is refused by PostgreSQL (25006) and the table is
   assert.is(await itemCount(), before);
 });
 
+t("a read-only caller can neither create a large object nor write through a function", async () => {
+  await admin.query(`
+    create or replace function app.sneaky_insert() returns int language sql security definer
+      as $$ insert into app.items (name) values ('sneaky') returning id $$;
+    grant execute on function app.sneaky_insert() to writer;
+  `);
+  const objects = async () =>
+    (await admin.query("select count(*)::int as n from pg_largeobject_metadata")).rows[0].n;
+  const beforeObjects = await objects();
+  const beforeItems = await itemCount();
+  for (const sql of [
+    "select lo_from_bytea(0, repeat('x', 1000)::bytea)",
+    "select lo_create(0)",
+    "select app.sneaky_insert()",
+  ]) {
+    const error = await executeError(client, { sql }, as(TOKENS.readOnlyWriter));
+    assert.is(error.code, status.PERMISSION_DENIED, sql);
+    assert.is(error.error?.sqlstate, "25006", sql);
+  }
+  assert.is(await objects(), beforeObjects);
+  assert.is(await itemCount(), beforeItems);
+});
+
+t("a session advisory lock is released when its request ends", async () => {
+  await execute(client, { sql: "select pg_advisory_lock(4242)" }, as(TOKENS.writer));
+  const held = await admin.query(
+    "select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = 4242",
+  );
+  assert.is(held.rows[0].n, 0);
+});
+
 t("a read-only caller cannot make its transaction writable", async () => {
   for (const sql of [
     "set transaction read write",

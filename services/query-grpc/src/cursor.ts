@@ -224,9 +224,11 @@ export class TransactionCursor {
   /**
    * Ends the transaction with COMMIT (or ROLLBACK) and waits for PostgreSQL's
    * answer. `guards` run first in the same pipeline; if one fails, the
-   * transaction is aborted and the COMMIT never happens.
+   * transaction is aborted and the COMMIT never happens. `after` runs once
+   * the transaction ended (DISCARD ALL); its failure only makes the
+   * connection unfit for reuse.
    */
-  finish(command: "COMMIT" | "ROLLBACK", guards: string[] = []): Promise<void> {
+  finish(command: "COMMIT" | "ROLLBACK", guards: string[] = [], after: string[] = []): Promise<void> {
     if (this.state === "done") {
       return this.error !== undefined ? Promise.reject(this.error) : Promise.resolve();
     }
@@ -243,9 +245,11 @@ export class TransactionCursor {
       con.bind({});
       con.execute({ rows: 0 });
     }
-    con.parse({ text: command });
-    con.bind({});
-    con.execute({ rows: 0 });
+    for (const statement of [command, ...after]) {
+      con.parse({ text: statement });
+      con.bind({});
+      con.execute({ rows: 0 });
+    }
     this.sync();
     con.stream.uncork();
     return settled;

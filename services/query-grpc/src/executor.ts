@@ -10,6 +10,7 @@ import type { Admission } from "./admission.js";
 import { stopStatement } from "./cancel.js";
 import { type ParamValue, type RawRow, TransactionCursor } from "./cursor.js";
 import { QueryFailure } from "./errors.js";
+import { DISCARD_ALL, markSessionClean, takeSessionClean } from "./session-reset.js";
 import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
 import type { TypeNames } from "./type-names.js";
 
@@ -68,8 +69,9 @@ export class Executor {
   ): Promise<void> {
     const client = await this.connect(signal);
     const limit = request.maxRows > 0 ? request.maxRows : Number.POSITIVE_INFINITY;
+    const reset = this.options.resetSession;
     const cursor = new TransactionCursor(
-      transactionSetup(request, this.options.resetSession),
+      transactionSetup(request, reset && !takeSessionClean(client)),
       request.sql,
       request.params,
       Math.min(this.options.firstBatchRows, limit),
@@ -125,8 +127,15 @@ export class Executor {
       }
       if (signal.aborted) throw signal.reason;
 
-      await cursor.finish("COMMIT", request.role === undefined ? [] : [roleGuard(request.role)]);
+      // A read-only transaction has nothing to commit: ending it with ROLLBACK
+      // makes sure nothing it did persists, even what PostgreSQL allows in READ ONLY.
+      await cursor.finish(
+        request.readOnly ? "ROLLBACK" : "COMMIT",
+        request.role === undefined ? [] : [roleGuard(request.role)],
+        reset ? [DISCARD_ALL] : [],
+      );
       clean = !cursor.connectionLost;
+      if (clean && reset) markSessionClean(client);
       // A SELECT read in several Executes reports only the last one's count: use our own.
       const completed = cursor.commandTag ?? "";
       const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${sent}` : completed;
@@ -138,7 +147,7 @@ export class Executor {
         serverTimeMs: performance.now() - started,
       });
     } catch (error) {
-      clean = await rollback(client, cursor, this.options.settleTimeoutMs);
+      clean = await rollback(client, cursor, reset, this.options.settleTimeoutMs);
       // A failure once COMMIT went out says more than the caller's cancel: it may have committed.
       const failure = transactionFailure(error, cursor.failedIn, request);
       if (failure.kind === "commit_unknown") throw failure;
@@ -177,10 +186,19 @@ export class Executor {
 }
 
 /** Returns true when the connection is idle again (within `ms`) and fit for reuse. */
-async function rollback(client: pg.PoolClient, cursor: TransactionCursor, ms: number): Promise<boolean> {
+async function rollback(
+  client: pg.PoolClient,
+  cursor: TransactionCursor,
+  reset: boolean,
+  ms: number,
+): Promise<boolean> {
   const work = (async () => {
     await cursor.finish("ROLLBACK").catch(() => {});
     await client.query("ROLLBACK");
+    if (reset) {
+      await client.query(DISCARD_ALL);
+      markSessionClean(client);
+    }
   })();
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<false>((resolve) => {

@@ -13,6 +13,7 @@ import type { ParamValue } from "./cursor.js";
 import { isServerError, QueryFailure } from "./errors.js";
 import { Exchange, type Step, type StepResult } from "./exchange.js";
 import { affectedRows, commandOf, toRow } from "./executor.js";
+import { DISCARD_ALL, markSessionClean, takeSessionClean } from "./session-reset.js";
 import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
 import type { TypeNames } from "./type-names.js";
 
@@ -123,7 +124,8 @@ export class OpenTransaction {
       const before: string[] = [];
       let setupSteps = 0;
       if (this.state === "new") {
-        before.push(...transactionSetup(this.settings, this.options.resetSession));
+        const reset = this.options.resetSession && !takeSessionClean(this.client);
+        before.push(...transactionSetup(this.settings, reset));
         setupSteps = before.length;
         this.state = "open";
       }
@@ -205,7 +207,9 @@ export class OpenTransaction {
       return;
     }
     const guards = this.settings.role === undefined ? [] : [roleGuard(this.settings.role)];
-    const exchange = new Exchange([...guards.map((sql): Step => ({ sql })), { sql: "COMMIT" }]);
+    // A read-only transaction has nothing to commit: ROLLBACK makes sure nothing it did persists.
+    const ending = this.settings.readOnly ? "ROLLBACK" : "COMMIT";
+    const exchange = new Exchange([...guards.map((sql): Step => ({ sql })), { sql: ending }]);
     this.client.query(exchange as unknown as pg.QueryConfig);
     let results: StepResult[];
     try {
@@ -223,7 +227,7 @@ export class OpenTransaction {
       throw transactionFailure(error, failedIn, this.settings);
     }
     // PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK.
-    if (results.at(-1)?.commandTag !== "COMMIT") {
+    if (results.at(-1)?.commandTag !== ending) {
       this.state = "rolled back";
       throw new QueryFailure("sql", "the transaction was aborted; COMMIT rolled it back", {
         sqlstate: "25P02",
@@ -245,6 +249,11 @@ export class OpenTransaction {
     if (this.closed) return;
     this.closed = true;
     await this.rollback();
+    // Nothing this transaction's caller took (advisory locks, LISTEN, settings) outlives it.
+    if (this.options.resetSession && !this.broken) {
+      const discard = this.client.query(DISCARD_ALL).then(() => markSessionClean(this.client));
+      if (!(await within(discard, this.options.settleTimeoutMs))) this.broken = true;
+    }
     this.client.off("error", this.onClientError);
     // A connection whose state we cannot vouch for is closed, not reused.
     this.client.release(this.broken ? true : undefined);

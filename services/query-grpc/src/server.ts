@@ -20,6 +20,7 @@ import { QueryMetrics } from "./metrics.js";
 import { SqlParser } from "./parser.js";
 import { queryServiceHandlers } from "./query-service.js";
 import { descriptorIndex, reflectionHandlers } from "./reflection.js";
+import { markSessionClean } from "./session-reset.js";
 import { createTransactionRpcs } from "./transaction-rpcs.js";
 import { TypeNames } from "./type-names.js";
 
@@ -69,6 +70,8 @@ export async function startQueryGrpc(
   // An idle connection that breaks (database restart) must not crash the process;
   // the pool drops it and opens a new one on demand.
   pool.on("error", (error) => logger.warn({ err: error.message }, "idle database connection lost"));
+  // A new connection's session holds nothing of anyone's yet.
+  pool.on("connect", (client) => markSessionClean(client));
 
   const control = new ControlConnection({
     connectionString: config.DATABASE_URL,
