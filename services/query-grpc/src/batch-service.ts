@@ -25,6 +25,7 @@ import {
 import type { Classification } from "./classify.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { OpenTransaction, StatementSink } from "./open-transaction.js";
+import { refuseInvalidText } from "./strict-text.js";
 import type { TransactionRpcDeps } from "./transaction-rpcs.js";
 
 export function executeBatchHandler(
@@ -64,6 +65,7 @@ async function runBatch(
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
+    refuseInvalidText(call.request);
     if (statements.length === 0) throw new QueryFailure("invalid_request", "statements is empty");
     if (statements.length > batch.maxStatements) {
       throw new QueryFailure(

@@ -84,6 +84,8 @@ const schema = z
     BATCH_MAX_RESPONSE_BYTES: env.int(4_000_000, 1024, 1024 * 1024 * 1024),
     /** Largest gRPC request message accepted, in bytes. */
     MAX_REQUEST_BYTES: env.int(4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+    /** A client connection with no call in progress for this long is closed (GOAWAY); clients reconnect. */
+    GRPC_IDLE_TIMEOUT_MS: env.int(300_000, 100, 86_400_000),
     /** Interval of the database reachability check that drives grpc.health.v1. */
     HEALTH_INTERVAL_MS: env.int(2000, 100, 60_000),
     /** On SIGTERM, how long in-flight calls may run before they are cancelled. */

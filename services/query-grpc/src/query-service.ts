@@ -14,6 +14,7 @@ import type { Executor, ResultWriter, StatementRequest } from "./executor.js";
 import type { CancelReason, QueryMetrics } from "./metrics.js";
 import type { SqlParser } from "./parser.js";
 import { sessionHandler } from "./session-service.js";
+import { refuseInvalidText } from "./strict-text.js";
 import type { TransactionRpcs } from "./transaction-rpcs.js";
 
 export interface QueryServiceLimits {
@@ -84,6 +85,7 @@ async function handleExecute(
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
+    refuseInvalidText(call.request);
     if (!call.request.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
     classification = await deps.parser.classify(call.request.sql, caller.statements);
     checkParameterCount(classification, call.request.params.length);

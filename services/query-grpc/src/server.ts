@@ -1,7 +1,7 @@
 // Builds query-grpc from its configuration: the pool, the executor, and a
 // grpc-js server carrying QueryService, Health and Reflection side by side.
 // Tests start it in-process on port 0; main.ts starts it for real.
-import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js";
+import { Server, type ServiceDefinition } from "@grpc/grpc-js";
 import pg from "pg";
 import { HealthService } from "../../../proto/gen/grpc/health/v1/health.js";
 import { ServerReflectionService } from "../../../proto/gen/grpc/reflection/v1/reflection.js";
@@ -16,11 +16,13 @@ import { credentialsConfigured, loadCredentials } from "./credentials.js";
 import { QueryFailure } from "./errors.js";
 import { Executor } from "./executor.js";
 import { HEALTH_SERVICES, HealthState, healthHandlers, Serving } from "./health.js";
+import { listen } from "./listener.js";
 import { QueryMetrics } from "./metrics.js";
 import { SqlParser } from "./parser.js";
 import { queryServiceHandlers } from "./query-service.js";
 import { descriptorIndex, reflectionHandlers } from "./reflection.js";
 import { markSessionClean } from "./session-reset.js";
+import { markingInvalidText } from "./strict-text.js";
 import { createTransactionRpcs } from "./transaction-rpcs.js";
 import { TypeNames } from "./type-names.js";
 
@@ -116,6 +118,8 @@ export async function startQueryGrpc(
   const server = new Server({
     "grpc.max_receive_message_length": config.MAX_REQUEST_BYTES,
     "grpc.keepalive_permit_without_calls": 1,
+    // Connections with no call in progress are closed, so idle ones cannot pile up.
+    "grpc.max_connection_idle_ms": config.GRPC_IDLE_TIMEOUT_MS,
   });
   server.addService(
     countingBytes(QueryServiceService, metrics),
@@ -147,13 +151,14 @@ export async function startQueryGrpc(
   server.addService(ServerReflectionService, reflection);
   server.addService(REFLECTION_V1ALPHA, reflection);
 
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(
-      `${config.GRPC_HOST}:${config.GRPC_PORT}`,
-      ServerCredentials.createInsecure(),
-      (error, bound) => (error ? reject(error) : resolve(bound)),
-    );
-  });
+  // A client must start its handshake within this long (never longer than it may stay idle).
+  const listener = await listen(
+    server,
+    config.GRPC_HOST,
+    config.GRPC_PORT,
+    Math.min(10_000, config.GRPC_IDLE_TIMEOUT_MS),
+  );
+  const port = listener.port;
   const metricsServer = await startMetricsServer(metrics.registry, config.GRPC_HOST, config.METRICS_PORT);
   logger.info({ host: config.GRPC_HOST, port, metricsPort: metricsServer.port }, "query-grpc listening");
 
@@ -172,6 +177,7 @@ export async function startQueryGrpc(
         abort(new QueryFailure("shutting_down", "server shut down before the statement finished"));
       }
       await all();
+      await listener.close();
       // Watch streams (health, reflection) never end on their own: give them a moment, then force.
       await Promise.race([
         new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
@@ -184,13 +190,17 @@ export async function startQueryGrpc(
   };
 }
 
-/** The same service with every response's serialized size added to the bytes metric. */
+/**
+ * The same service with every response's serialized size added to the bytes
+ * metric, and requests decoded strictly (strict-text.ts).
+ */
 function countingBytes<S extends ServiceDefinition>(service: S, metrics: QueryMetrics): S {
   const counted: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(service)) {
     const label = { method: method.path.split("/").pop() ?? name };
     counted[name] = {
       ...method,
+      requestDeserialize: markingInvalidText(method.requestDeserialize),
       responseSerialize: (value: unknown) => {
         const bytes = method.responseSerialize(value);
         metrics.bytes.inc(label, bytes.length);
