@@ -2,7 +2,7 @@
 // Kubernetes headless Service, round_robin keeps a connection to every pod and
 // spreads calls over them (a plain target would pin one HTTP/2 connection to
 // one pod). Retries cover only calls refused before any statement ran.
-import { credentials } from "@grpc/grpc-js";
+import { type ClientReadableStream, type ClientUnaryCall, credentials } from "@grpc/grpc-js";
 import { QueryServiceClient } from "../../../proto/gen/querygate/v1/query.js";
 
 /**
@@ -41,4 +41,24 @@ export function createUpstream(target: string): QueryServiceClient {
     "grpc.max_reconnect_backoff_ms": 2000,
     "grpc.dns_min_time_between_resolutions_ms": 1000,
   });
+}
+
+/**
+ * Cancels `call` (and so its statement) when the HTTP client goes away, and
+ * takes the listener off the request's signal as soon as the call has ended,
+ * however it ended (its "status" event comes last on success, error and
+ * cancel alike). A listener left on the signal keeps the whole call reachable
+ * for as long as the signal is, and that can be long after the request.
+ */
+export function cancelWhenClientLeaves(
+  signal: AbortSignal,
+  call: ClientUnaryCall | ClientReadableStream<unknown>,
+): void {
+  if (signal.aborted) {
+    call.cancel();
+    return;
+  }
+  const cancel = () => call.cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  call.once("status", () => signal.removeEventListener("abort", cancel));
 }
