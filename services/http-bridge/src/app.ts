@@ -17,7 +17,7 @@ import type {
 } from "../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../shared/src/logger.js";
 import { executeBatch, isBatchBody } from "./batch.js";
-import { type BodyBindings, readBody } from "./body.js";
+import { type BodyBindings, parseBody, readBody } from "./body.js";
 import { fromGrpcError, type HttpError, requestError } from "./errors.js";
 import { rowEncoder } from "./json-codec.js";
 import type { BridgeMetrics } from "./metrics.js";
@@ -78,12 +78,9 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
         ),
       );
     }
-    let json: unknown;
-    try {
-      json = JSON.parse(new TextDecoder().decode(bytes));
-    } catch {
-      return sendError(c, requestError(400, "invalid_json", "request body is not valid JSON"));
-    }
+    const body = parseBody(bytes);
+    if ("error" in body) return sendError(c, body.error);
+    const { json } = body;
     if (isBatchBody(json)) return executeBatch(c, deps.upstream, json, requestId);
     const parsed = queryBody.safeParse(json);
     if (!parsed.success) {
