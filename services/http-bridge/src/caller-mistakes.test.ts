@@ -3,15 +3,21 @@
 // deep, bytes that are not UTF-8, lone UTF-16 surrogates, a result too large
 // to buffer, and grpc-js's own message-size limits. After each, the bridge
 // still answers the next query.
+import { credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { type JsonBody, postQuery, startStack } from "../../../test/helpers.js";
+import { ExecuteRequest, QueryServiceClient } from "../../../proto/gen/querygate/v1/query.js";
+import { atEnd, type JsonBody, postQuery, startBridgeFor, startStack } from "../../../test/helpers.js";
+import { fromGrpcError } from "./errors.js";
 
 const t = suite("http-bridge caller mistakes");
 let url: string;
+let grpcTarget: string;
 
 t.before(async () => {
-  url = (await startStack()).url;
+  const stack = await startStack();
+  url = stack.url;
+  grpcTarget = stack.grpc.target;
 });
 
 /** POST /query with these exact bytes as the body. */
@@ -118,6 +124,57 @@ t(
     );
     assert.is(pair.status, 200, pair.text);
     assert.equal(pair.body.result, [{ s: "😀" }]);
+  },
+);
+
+t("a 100 MB value is a 413 result_too_large as buffered JSON and streams whole as NDJSON", async () => {
+  const query = "select repeat('x', 100000000) as big";
+  const buffered = await postQuery(url, { query });
+  assert.is(buffered.status, 413, buffered.text.slice(0, 300));
+  assert.is(buffered.body.error.code, "result_too_large");
+  assert.is(buffered.headers.get("retry-after"), null);
+  await stillServing();
+
+  const streamed = await postQuery(url, { query }, { accept: "application/x-ndjson" });
+  assert.is(streamed.status, 200, streamed.text.slice(0, 300));
+  const lines = streamed.text.split("\n");
+  assert.is(lines.length, 4, "header, one row, footer, and the final newline");
+  assert.is(lines[1]!.length, `{"row":{"big":""}}`.length + 100_000_000);
+  assert.ok(lines[1]!.startsWith(`{"row":{"big":"xxxx`));
+  assert.equal(JSON.parse(lines[2]!), { footer: { command: "SELECT", rowCount: 1 } });
+  await stillServing();
+});
+
+t("grpc-js's own RESOURCE_EXHAUSTED on the bridge's client is a 413 without Retry-After", async () => {
+  // A client with a small receive limit: the error is grpc-js's, query-grpc sent a normal row.
+  const client = new QueryServiceClient(grpcTarget, credentials.createInsecure(), {
+    "grpc.max_receive_message_length": 1024,
+  });
+  atEnd(async () => client.close());
+  const error = await new Promise<ServiceError>((resolve, reject) => {
+    const call = client.execute(ExecuteRequest.fromPartial({ sql: "select repeat('x', 5000)" }));
+    call.on("data", () => {});
+    call.on("error", resolve);
+    call.on("end", () => reject(new Error("expected the call to fail")));
+  });
+  assert.is(error.code, status.RESOURCE_EXHAUSTED, error.details);
+  const http = fromGrpcError(error);
+  assert.is(http.status, 413, JSON.stringify(http));
+  assert.is(http.body.error.code, "too_large");
+  assert.equal(http.headers, {});
+});
+
+t(
+  "a request over query-grpc's MAX_REQUEST_BYTES, refused by its grpc-js, is a 413 without Retry-After",
+  async () => {
+    const { grpc } = await startStack({ MAX_REQUEST_BYTES: "1024" });
+    const bridge = await startBridgeFor(grpc.target);
+    const response = await postQuery(bridge.url, { query: `select 1 /* ${"x".repeat(4096)} */` });
+    assert.is(response.status, 413, response.text);
+    assert.is(response.body.error.code, "too_large");
+    assert.is(response.body.error.grpcStatus, "RESOURCE_EXHAUSTED");
+    assert.is(response.headers.get("retry-after"), null);
+    await stillServing(bridge.url);
   },
 );
 

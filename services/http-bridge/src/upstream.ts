@@ -29,11 +29,16 @@ export const SERVICE_CONFIG = {
   ],
 };
 
+/** PostgreSQL's largest row (1 GiB, its MaxAllocSize) plus room for the message's own framing. */
+export const MAX_RESULT_MESSAGE_BYTES = 1024 * 1024 * 1024 + 16 * 1024 * 1024;
+
 export function createUpstream(target: string): QueryServiceClient {
   return new QueryServiceClient(target, credentials.createInsecure(), {
-    // Results stream in batches; no single message should hit the 4 MiB default,
-    // but a wide row could, so allow larger messages from our own backend.
-    "grpc.max_receive_message_length": 64 * 1024 * 1024,
+    // Results stream in batches bounded by bytes, but one row is always one
+    // message, and PostgreSQL sends rows of up to 1 GiB: a smaller limit
+    // turned a big value into grpc-js's RESOURCE_EXHAUSTED instead of a
+    // streamed row (NDJSON) or a 413 result_too_large (buffered JSON).
+    "grpc.max_receive_message_length": MAX_RESULT_MESSAGE_BYTES,
     "grpc.keepalive_time_ms": 30_000,
     "grpc.service_config": JSON.stringify(SERVICE_CONFIG),
     // A replaced pod comes back at a new address: look again soon, not after minutes of backoff.
