@@ -7,7 +7,6 @@
 import { randomUUID } from "node:crypto";
 import { Metadata, type ServiceError } from "@grpc/grpc-js";
 import { type Context, Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { stream } from "hono/streaming";
 import type {
   Column,
@@ -18,10 +17,12 @@ import type {
 } from "../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../shared/src/logger.js";
 import { executeBatch, isBatchBody } from "./batch.js";
+import { type BodyBindings, parseBody, readBody } from "./body.js";
 import { fromGrpcError, type HttpError, requestError } from "./errors.js";
 import { rowEncoder } from "./json-codec.js";
 import type { BridgeMetrics } from "./metrics.js";
 import { queryBody, toExecuteRequest } from "./request.js";
+import { cancelWhenClientLeaves } from "./upstream.js";
 
 export interface BridgeDeps {
   upstream: QueryServiceClient;
@@ -36,7 +37,7 @@ export interface BridgeDeps {
 const NDJSON = "application/x-ndjson";
 
 /** Set by the first middleware: the caller's x-request-id, or a fresh one. */
-type BridgeEnv = { Variables: { requestId: string } };
+type BridgeEnv = BodyBindings & { Variables: { requestId: string } };
 
 export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
   const app = new Hono<BridgeEnv>();
@@ -58,52 +59,46 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
     deps.ready() ? c.json({ status: "ready" }) : c.json({ status: "draining" }, 503),
   );
 
-  app.post(
-    "/query",
-    bodyLimit({
-      maxSize: deps.maxBodyBytes,
-      onError: (c) =>
-        sendError(c, requestError(413, "body_too_large", `request body exceeds ${deps.maxBodyBytes} bytes`)),
-    }),
-    async (c) => {
-      const requestId = c.get("requestId");
-      if (!acceptsBodyOf(c.req.header("content-type"))) {
-        return sendError(
-          c,
-          requestError(
-            415,
-            "unsupported_media_type",
-            "send the request body as JSON with content-type: application/json",
-          ),
-        );
-      }
-      let json: unknown;
-      try {
-        json = JSON.parse(await c.req.text());
-      } catch {
-        return sendError(c, requestError(400, "invalid_json", "request body is not valid JSON"));
-      }
-      if (isBatchBody(json)) return executeBatch(c, deps.upstream, json, requestId);
-      const parsed = queryBody.safeParse(json);
-      if (!parsed.success) {
-        const message = parsed.error.issues
-          .map((i) => `${i.path.join(".") || "body"}: ${i.message}`)
-          .join("; ");
-        return sendError(c, requestError(400, "invalid_request", message));
-      }
+  app.post("/query", async (c) => {
+    const requestId = c.get("requestId");
+    const bytes = await readBody(c, deps.maxBodyBytes);
+    if (!bytes) {
+      return sendError(
+        c,
+        requestError(413, "body_too_large", `request body exceeds ${deps.maxBodyBytes} bytes`),
+      );
+    }
+    if (!acceptsBodyOf(c.req.header("content-type"))) {
+      return sendError(
+        c,
+        requestError(
+          415,
+          "unsupported_media_type",
+          "send the request body as JSON with content-type: application/json",
+        ),
+      );
+    }
+    const body = parseBody(bytes);
+    if ("error" in body) return sendError(c, body.error);
+    const { json } = body;
+    if (isBatchBody(json)) return executeBatch(c, deps.upstream, json, requestId);
+    const parsed = queryBody.safeParse(json);
+    if (!parsed.success) {
+      const message = parsed.error.issues
+        .map((i) => `${i.path.join(".") || "body"}: ${i.message}`)
+        .join("; ");
+      return sendError(c, requestError(400, "invalid_request", message));
+    }
 
-      const metadata = new Metadata();
-      const authorization = c.req.header("authorization");
-      if (authorization) metadata.set("authorization", authorization);
-      metadata.set("x-request-id", requestId);
+    const metadata = new Metadata();
+    const authorization = c.req.header("authorization");
+    if (authorization) metadata.set("authorization", authorization);
+    metadata.set("x-request-id", requestId);
 
-      const request = toExecuteRequest(parsed.data);
-      const wantsNdjson = (c.req.header("accept") ?? "").includes(NDJSON);
-      return wantsNdjson
-        ? streamNdjson(c, deps, request, metadata)
-        : bufferedJson(c, deps, request, metadata);
-    },
-  );
+    const request = toExecuteRequest(parsed.data);
+    const wantsNdjson = (c.req.header("accept") ?? "").includes(NDJSON);
+    return wantsNdjson ? streamNdjson(c, deps, request, metadata) : bufferedJson(c, deps, request, metadata);
+  });
 
   app.notFound((c) =>
     sendError(c, requestError(404, "not_found", `no route for ${c.req.method} ${c.req.path}`)),
@@ -154,10 +149,7 @@ function footerFields(footer: ResultFooter): string {
 /** Starts the gRPC call and cancels it (and so the statement) if the HTTP client goes away. */
 function startCall(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
   const call = deps.upstream.execute(request, metadata);
-  const signal = c.req.raw.signal;
-  const cancel = () => call.cancel();
-  if (signal.aborted) cancel();
-  else signal.addEventListener("abort", cancel, { once: true });
+  cancelWhenClientLeaves(c.req.raw.signal, call);
   return call;
 }
 
@@ -221,8 +213,10 @@ async function streamNdjson(c: Context, deps: BridgeDeps, request: ExecuteReques
     return sendError(c, fromGrpcError(error as ServiceError));
   }
   c.header("content-type", NDJSON);
+  // A client that leaves mid-stream aborts the request's signal, which
+  // startCall listens to; no second listener here (hono's onAbort cannot be
+  // taken back, and would hold the call for as long as the stream object lives).
   return stream(c, async (out) => {
-    out.onAbort(() => call.cancel());
     let encoder = rowEncoder([]);
     let next = first;
     try {

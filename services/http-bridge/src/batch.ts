@@ -17,6 +17,7 @@ import {
 import { fromGrpcError, type HttpError, requestError } from "./errors.js";
 import { rowEncoder } from "./json-codec.js";
 import { queryBody, toValue } from "./request.js";
+import { cancelWhenClientLeaves } from "./upstream.js";
 
 const ISOLATION = {
   "read committed": IsolationLevel.ISOLATION_LEVEL_READ_COMMITTED,
@@ -92,9 +93,7 @@ export async function executeBatch(
         error ? reject(error) : resolve(answer as ExecuteBatchResponse),
       );
       // A client that goes away cancels the batch, which rolls it back unless COMMIT already ran.
-      const signal = c.req.raw.signal;
-      if (signal.aborted) call.cancel();
-      else signal.addEventListener("abort", () => call.cancel(), { once: true });
+      cancelWhenClientLeaves(c.req.raw.signal, call);
     });
   } catch (error) {
     return sendError(c, batchError(fromGrpcError(error as ServiceError)));

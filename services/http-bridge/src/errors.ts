@@ -24,6 +24,16 @@ const httpStatusForCode: Record<number, number> = {
   [status.UNAUTHENTICATED]: 401,
 };
 
+/**
+ * A status without querygate-error-bin was made by grpc-js itself, on either
+ * side, not by query-grpc's code. Its RESOURCE_EXHAUSTED always means a
+ * message over a size limit (the bridge's receive limit, or query-grpc's
+ * MAX_REQUEST_BYTES): nothing is overloaded, and waiting or retrying cannot help.
+ */
+const kindOfGrpcJsStatus: Record<number, string> = {
+  [status.RESOURCE_EXHAUSTED]: "too_large",
+};
+
 /** Some failure kinds refine their gRPC code's status. */
 const httpStatusForKind: Record<string, number> = {
   // RESOURCE_EXHAUSTED
@@ -64,7 +74,7 @@ export function fromGrpcError(error: ServiceError): HttpError {
   const bin = error.metadata?.get("querygate-error-bin")[0];
   const detail = bin instanceof Buffer ? QueryError.decode(bin) : undefined;
   const code = error.code ?? status.UNKNOWN;
-  const kind = detail?.kind ?? "";
+  const kind = detail ? detail.kind : (kindOfGrpcJsStatus[code] ?? "");
   const httpStatus = httpStatusForKind[kind] ?? httpStatusForCode[code] ?? 500;
   const headers: Record<string, string> = {};
   if (httpStatus === 401) headers["www-authenticate"] = "Bearer";
@@ -75,7 +85,7 @@ export function fromGrpcError(error: ServiceError): HttpError {
     headers,
     body: {
       error: {
-        code: detail?.sqlstate || detail?.kind || grpcStatus.toLowerCase(),
+        code: detail?.sqlstate || kind || grpcStatus.toLowerCase(),
         // grpc-js's own failures (connection refused, ...) carry their text in details.
         message: detail?.message || error.details || "request failed",
         ...(detail?.detail ? { detail: detail.detail } : {}),

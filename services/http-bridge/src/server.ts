@@ -1,4 +1,5 @@
 // Starts the bridge's HTTP server from its configuration. Tests start it on port 0.
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Logger } from "../../shared/src/logger.js";
@@ -9,14 +10,22 @@ import { createUpstream } from "./upstream.js";
 
 export interface BridgeServer {
   readonly port: number;
-  /** /readyz fails at once, in-flight responses get `graceMs` to finish, then the server stops. */
+  /**
+   * Stops the bridge (what SIGTERM runs). At once: /readyz fails, the listener
+   * closes (new connections are refused), idle kept-alive connections are
+   * closed, and every answer not yet started says `connection: close`. A
+   * request that still arrives on a kept-alive connection is served, not
+   * refused: nothing about it is wrong, the caller gets its answer instead of a
+   * 503 it may not retry, and each connection carries at most one more
+   * request, so draining stays bounded. Whatever is in flight gets `graceMs` to
+   * finish; only what outlives that is cut.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
 export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger): Promise<BridgeServer> {
   const upstream = createUpstream(config.QUERY_GRPC_TARGET);
-  let ready = true;
-  let inFlight = 0;
+  let draining = false;
   const metrics = new BridgeMetrics();
   const app = createApp({
     upstream,
@@ -24,15 +33,24 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
     metrics,
     maxBodyBytes: config.MAX_BODY_BYTES,
     maxJsonResponseBytes: config.MAX_JSON_RESPONSE_BYTES,
-    ready: () => ready,
+    ready: () => !draining,
   });
-  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () => resolve(s));
+  const server = await new Promise<Server>((resolve) => {
+    const s = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, () =>
+      resolve(s as Server),
+    );
   });
-  server.on("request", (req, res) => {
+  const unanswered = new Set<ServerResponse>();
+  // Ahead of Hono's listener, which may write a response before returning.
+  server.prependListener("request", (req: IncomingMessage, res: ServerResponse) => {
     metrics.observe(req, res);
-    inFlight++;
-    res.on("close", () => inFlight--);
+    if (draining) res.setHeader("connection", "close");
+    unanswered.add(res);
+    res.on("close", () => {
+      unanswered.delete(res);
+      // A stream whose headers went out before draining began left its connection open: close it now it is idle.
+      if (draining) server.closeIdleConnections();
+    });
   });
   const port = (server.address() as AddressInfo).port;
   logger.info({ host: config.HOST, port, upstream: config.QUERY_GRPC_TARGET }, "http-bridge listening");
@@ -46,13 +64,19 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
   return {
     port,
     async close(graceMs = 0) {
-      ready = false;
-      const until = Date.now() + graceMs;
-      while (inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        if ("closeAllConnections" in server) server.closeAllConnections();
+      draining = true;
+      for (const res of unanswered) if (!res.headersSent) res.setHeader("connection", "close");
+      // Stops listening and closes idle connections; calls back once the last connection has ended.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
       });
+      await Promise.race([closed, graceOver]);
+      clearTimeout(timer);
+      if (unanswered.size > 0) logger.warn({ cut: unanswered.size }, "grace period over: cutting responses");
+      server.closeAllConnections();
+      await closed;
       upstream.close();
       logger.info("http-bridge stopped");
     },

@@ -2,7 +2,7 @@
 // Kubernetes headless Service, round_robin keeps a connection to every pod and
 // spreads calls over them (a plain target would pin one HTTP/2 connection to
 // one pod). Retries cover only calls refused before any statement ran.
-import { credentials } from "@grpc/grpc-js";
+import { type ClientReadableStream, type ClientUnaryCall, credentials } from "@grpc/grpc-js";
 import { QueryServiceClient } from "../../../proto/gen/querygate/v1/query.js";
 
 /**
@@ -29,11 +29,16 @@ export const SERVICE_CONFIG = {
   ],
 };
 
+/** PostgreSQL's largest row (1 GiB, its MaxAllocSize) plus room for the message's own framing. */
+export const MAX_RESULT_MESSAGE_BYTES = 1024 * 1024 * 1024 + 16 * 1024 * 1024;
+
 export function createUpstream(target: string): QueryServiceClient {
   return new QueryServiceClient(target, credentials.createInsecure(), {
-    // Results stream in batches; no single message should hit the 4 MiB default,
-    // but a wide row could, so allow larger messages from our own backend.
-    "grpc.max_receive_message_length": 64 * 1024 * 1024,
+    // Results stream in batches bounded by bytes, but one row is always one
+    // message, and PostgreSQL sends rows of up to 1 GiB: a smaller limit
+    // turned a big value into grpc-js's RESOURCE_EXHAUSTED instead of a
+    // streamed row (NDJSON) or a 413 result_too_large (buffered JSON).
+    "grpc.max_receive_message_length": MAX_RESULT_MESSAGE_BYTES,
     "grpc.keepalive_time_ms": 30_000,
     "grpc.service_config": JSON.stringify(SERVICE_CONFIG),
     // A replaced pod comes back at a new address: look again soon, not after minutes of backoff.
@@ -41,4 +46,24 @@ export function createUpstream(target: string): QueryServiceClient {
     "grpc.max_reconnect_backoff_ms": 2000,
     "grpc.dns_min_time_between_resolutions_ms": 1000,
   });
+}
+
+/**
+ * Cancels `call` (and so its statement) when the HTTP client goes away, and
+ * takes the listener off the request's signal as soon as the call has ended,
+ * however it ended (its "status" event comes last on success, error and
+ * cancel alike). A listener left on the signal keeps the whole call reachable
+ * for as long as the signal is, and that can be long after the request.
+ */
+export function cancelWhenClientLeaves(
+  signal: AbortSignal,
+  call: ClientUnaryCall | ClientReadableStream<unknown>,
+): void {
+  if (signal.aborted) {
+    call.cancel();
+    return;
+  }
+  const cancel = () => call.cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  call.once("status", () => signal.removeEventListener("abort", cancel));
 }
