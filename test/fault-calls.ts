@@ -15,7 +15,7 @@ import {
   SessionRequest,
   type SessionResponse,
 } from "../proto/gen/querygate/v1/query.js";
-import { atEnd, eventually, execute, GatheredError } from "./helpers.js";
+import { atEnd, eventually, execute, GatheredError, postQuery } from "./helpers.js";
 
 export { Serving };
 
@@ -41,6 +41,75 @@ export function httpAnswer(response: { status: number; headers: Headers; body: u
   if (response.status === 503 && retryAfter !== null) return "retry-safe";
   if (response.status === 502 && retryAfter === null && code === "commit_unknown") return "unknown";
   return "other";
+}
+
+export interface Answered {
+  answer: WriteAnswer;
+  /** What the caller saw, for failure messages. */
+  seen: string;
+  /** HTTP only: the Retry-After header, null when absent. */
+  retryAfter?: string | null;
+}
+
+/** Writes one row whose key is `token`, and says how the caller saw the outcome. */
+export type Write = (token: string) => Promise<Answered>;
+
+export const ROUTES = [
+  "Execute",
+  "ExecuteBatch",
+  "Session commit",
+  "POST /query through the bridge",
+  "POST /query batch through the bridge",
+] as const;
+export type Route = (typeof ROUTES)[number];
+
+/**
+ * Every way a caller can write one row into `table (token text primary key,
+ * via text)`: Execute, ExecuteBatch, a Session's commit, and POST /query
+ * through the bridge, single and batch.
+ */
+export function writeRoutes(
+  client: QueryServiceClient,
+  bridgeUrl: string,
+  table: string,
+): Record<Route, Write> {
+  const insert = `insert into ${table} (token, via) values ($1, $2)`;
+  const grpcSeen = (error: GatheredError | undefined) =>
+    error ? `${status[error.code]} kind=${error.error?.kind} ${error.details}` : "OK";
+  const overHttp = async (body: unknown): Promise<Answered> => {
+    const response = await postQuery(bridgeUrl, body);
+    const retryAfter = response.headers.get("retry-after");
+    return {
+      answer: httpAnswer(response),
+      seen: `${response.status} retry-after=${retryAfter} ${response.text}`,
+      retryAfter,
+    };
+  };
+  return {
+    Execute: async (token) => {
+      const error = await executeWrite(client, insert, [token, "Execute"]);
+      return { answer: grpcAnswer(error), seen: grpcSeen(error) };
+    },
+    ExecuteBatch: async (token) => {
+      const error = await executeBatch(client, {
+        statements: [{ sql: insert, params: [{ textValue: token }, { textValue: "ExecuteBatch" }] }],
+      });
+      return { answer: grpcAnswer(error), seen: grpcSeen(error) };
+    },
+    "Session commit": async (token) => {
+      const { error, responses } = await session(client, [
+        { statement: { sql: insert, params: [{ textValue: token }, { textValue: "Session" }] } },
+        { commit: {} },
+      ]);
+      if (!error && !responses.some((r) => r.outcome?.committed)) {
+        return { answer: "other", seen: "the session ended without reporting its commit" };
+      }
+      return { answer: grpcAnswer(error), seen: grpcSeen(error) };
+    },
+    "POST /query through the bridge": (token) => overHttp({ query: insert, params: [token, "bridge"] }),
+    "POST /query batch through the bridge": (token) =>
+      overHttp({ statements: [{ query: insert, params: [token, "bridge batch"] }] }),
+  };
 }
 
 export function toGathered(error: ServiceError): GatheredError {

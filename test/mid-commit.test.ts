@@ -5,27 +5,24 @@
 // status must never be told "retry" (UNAVAILABLE / 503 + Retry-After) for a
 // write that committed: it would write twice. Only "commit_unknown"
 // (UNAVAILABLE with that kind / HTTP 502 without Retry-After) is honest then.
+//
+// KNOWN BUG (finding 4), so two tests here fail until query-grpc's executor
+// is fixed: "Execute: COMMIT reached PostgreSQL but its answer was lost" and
+// the same through the bridge. Execute answers UNAVAILABLE kind "unavailable"
+// (the bridge: 503 + Retry-After) for a row that committed; ExecuteBatch and
+// Session already answer commit_unknown.
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import type { QueryServiceClient } from "../proto/gen/querygate/v1/query.js";
-import {
-  executeBatch,
-  executeWrite,
-  grpcAnswer,
-  httpAnswer,
-  session,
-  type WriteAnswer,
-  within,
-} from "./fault-calls.js";
+import { type Answered, ROUTES, type Route, type Write, within, writeRoutes } from "./fault-calls.js";
 import {
   adminClient,
   database,
   eventually,
   execute,
   grpcClient,
-  postQuery,
   startBridgeFor,
   startGrpc,
 } from "./helpers.js";
@@ -37,8 +34,7 @@ let admin: pg.Client;
 let relay: Relay;
 let client: QueryServiceClient;
 let bridgeUrl: string;
-
-const INSERT = "insert into mid_commit (token, via) values ($1, $2)";
+let writes: Record<Route, Write>;
 
 t.before(async () => {
   admin = await adminClient();
@@ -52,63 +48,16 @@ t.before(async () => {
   });
   client = grpcClient(grpc.target);
   bridgeUrl = (await startBridgeFor(grpc.target)).url;
+  writes = writeRoutes(client, bridgeUrl, "mid_commit");
 });
 
 async function stored(token: string): Promise<boolean> {
   return (await admin.query("select 1 from mid_commit where token = $1", [token])).rowCount === 1;
 }
 
-interface Answered {
-  answer: WriteAnswer;
-  /** What the caller saw, for failure messages. */
-  seen: string;
-  retryAfter?: string | null;
-}
-
-/** Every way to write one row, each answering how its caller saw the outcome. */
-const writes: Record<string, (token: string) => Promise<Answered>> = {
-  Execute: async (token) => {
-    const error = await executeWrite(client, INSERT, [token, "Execute"]);
-    return { answer: grpcAnswer(error), seen: `${error?.code} ${error?.error?.kind} ${error?.details}` };
-  },
-  ExecuteBatch: async (token) => {
-    const error = await executeBatch(client, {
-      statements: [{ sql: INSERT, params: [{ textValue: token }, { textValue: "ExecuteBatch" }] }],
-    });
-    return { answer: grpcAnswer(error), seen: `${error?.code} ${error?.error?.kind} ${error?.details}` };
-  },
-  "Session commit": async (token) => {
-    const { error, responses } = await session(client, [
-      { statement: { sql: INSERT, params: [{ textValue: token }, { textValue: "Session" }] } },
-      { commit: {} },
-    ]);
-    const outcome = responses.find((r) => r.outcome)?.outcome;
-    if (!error && !outcome?.committed) return { answer: "other", seen: "ended without committed outcome" };
-    return { answer: grpcAnswer(error), seen: `${error?.code} ${error?.error?.kind} ${error?.details}` };
-  },
-  "POST /query through the bridge": async (token) => {
-    const response = await postQuery(bridgeUrl, { query: INSERT, params: [token, "bridge"] });
-    return {
-      answer: httpAnswer(response),
-      seen: `${response.status} retry-after=${response.headers.get("retry-after")} ${response.text}`,
-      retryAfter: response.headers.get("retry-after"),
-    };
-  },
-  "POST /query batch through the bridge": async (token) => {
-    const response = await postQuery(bridgeUrl, {
-      statements: [{ query: INSERT, params: [token, "bridge batch"] }],
-    });
-    return {
-      answer: httpAnswer(response),
-      seen: `${response.status} retry-after=${response.headers.get("retry-after")} ${response.text}`,
-      retryAfter: response.headers.get("retry-after"),
-    };
-  },
-};
-
 /** Writes one row with the relay's trap set on its COMMIT; returns the token and the answer. */
 async function writeThroughTrap(
-  write: (token: string) => Promise<Answered>,
+  write: Write,
   trap: CommitTrap,
 ): Promise<{ token: string; answered: Answered }> {
   const token = randomUUID();
@@ -128,7 +77,8 @@ async function stillServes(): Promise<void> {
   assert.equal((await execute(client, { sql: "select 1" })).rows, [["1"]]);
 }
 
-for (const [name, write] of Object.entries(writes)) {
+for (const name of ROUTES) {
+  const write: Write = (token) => writes[name](token);
   t(
     `${name}: COMMIT reached PostgreSQL but its answer was lost — the caller is told commit_unknown, not retry`,
     async () => {
