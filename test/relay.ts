@@ -1,51 +1,162 @@
-// A TCP relay between query-grpc and the test PostgreSQL, for tests that need
-// the network to misbehave in one precise way: slow to connect, or slow to
-// deliver what was already sent on the connections open at that moment.
+// A TCP relay on loopback between query-grpc and PostgreSQL, for faults that
+// need exact timing: a connection that dies after COMMIT reached PostgreSQL
+// but before its answer came back, or just before COMMIT was sent. It reads
+// the client's side of the wire protocol (only message boundaries and the
+// text of Parse messages), so it knows when COMMIT goes out.
 import { connect, createServer, type Socket } from "node:net";
+import { atEnd } from "./helpers.js";
+
+/**
+ * What the relay does with the next COMMIT a client sends:
+ * - "forward": COMMIT reaches PostgreSQL, its answer never reaches the client;
+ *   the connection stays open until the test calls cut().
+ * - "withhold": the connection is cut just before COMMIT would reach PostgreSQL.
+ */
+export type CommitTrap = "forward" | "withhold";
+
+export interface TrappedCommit {
+  /** Closes both sides of the connection that sent the COMMIT. */
+  cut(): void;
+}
 
 export interface Relay {
   readonly port: number;
-  /** New connections wait this long before any byte passes (a slow connect). */
-  connectDelayMs: number;
-  /** From now on, bytes to PostgreSQL on connections already open are held this long. */
-  delayOpenConnections(ms: number): void;
-  close(): Promise<void>;
+  /** `url` (a postgres:// URL) with its host and port replaced by the relay's. */
+  via(url: string): string;
+  /** Stops passing bytes either way on every connection: a database that hangs rather than refuses. */
+  freeze(): void;
+  /** Resolves when a client sends COMMIT, after the trap did its part. */
+  trapNextCommit(trap: CommitTrap): Promise<TrappedCommit>;
 }
 
-export async function startRelay(toPort: number): Promise<Relay> {
-  const open = new Set<{ inbound: Socket; delayMs: number }>();
-  const relay: Relay = {
-    port: 0,
-    connectDelayMs: 0,
-    delayOpenConnections(ms) {
-      for (const connection of open) connection.delayMs = ms;
-    },
-    close: () =>
-      new Promise((resolve) => {
-        for (const { inbound } of open) inbound.destroy();
-        server.close(() => resolve());
-      }),
-  };
+interface Armed {
+  trap: CommitTrap;
+  sprung: (commit: TrappedCommit) => void;
+}
+
+export async function startRelay(to: number): Promise<Relay> {
+  let frozen = false;
+  let armed: Armed | undefined;
+  const sockets = new Set<Socket>();
+
   const server = createServer((inbound) => {
-    const connection = { inbound, delayMs: 0 };
-    open.add(connection);
-    inbound.pause();
-    const outbound = connect(toPort, "127.0.0.1");
-    const end = () => {
-      open.delete(connection);
+    const outbound = connect(to, "127.0.0.1");
+    const cut = () => {
       inbound.destroy();
       outbound.destroy();
     };
-    inbound.on("error", end).on("close", end);
-    outbound.on("error", end).on("close", end);
-    outbound.pipe(inbound);
-    inbound.on("data", (chunk) => {
-      if (connection.delayMs === 0) outbound.write(chunk);
-      else setTimeout(() => outbound.write(chunk), connection.delayMs);
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      socket.on("error", () => {});
+      socket.on("close", () => {
+        sockets.delete(socket);
+        cut();
+      });
+    }
+    const scanner = new FrontendScanner();
+    let silenced = false;
+    inbound.on("data", (chunk: Buffer) => {
+      if (frozen) return;
+      const commitAt = scanner.commitAt(chunk);
+      if (commitAt === undefined || !armed) {
+        outbound.write(chunk);
+        return;
+      }
+      const { trap, sprung } = armed;
+      armed = undefined;
+      if (trap === "withhold") {
+        // Whatever came before the COMMIT goes through; PostgreSQL never sees the COMMIT.
+        if (commitAt > 0) outbound.write(chunk.subarray(0, commitAt), cut);
+        else cut();
+        sprung({ cut });
+        return;
+      }
+      silenced = true;
+      outbound.write(chunk);
+      sprung({ cut });
     });
-    setTimeout(() => inbound.resume(), relay.connectDelayMs);
+    outbound.on("data", (chunk: Buffer) => {
+      if (!frozen && !silenced) inbound.write(chunk);
+    });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-  (relay as { port: number }).port = (server.address() as { port: number }).port;
-  return relay;
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  atEnd(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    via(url) {
+      const relayed = new URL(url);
+      relayed.hostname = "127.0.0.1";
+      relayed.port = String(port);
+      return relayed.toString();
+    },
+    freeze() {
+      frozen = true;
+    },
+    trapNextCommit(trap) {
+      return new Promise((sprung) => {
+        armed = { trap, sprung };
+      });
+    },
+  };
+}
+
+const SSL_REQUEST = 80877103;
+const GSSENC_REQUEST = 80877104;
+
+/**
+ * Splits what a client sends into protocol messages: untyped ones first
+ * (SSL/GSS negotiation, then the startup message), typed ones after. Only a
+ * Parse message's query text is looked at.
+ */
+class FrontendScanner {
+  private pending: Buffer = Buffer.alloc(0);
+  /** Stream offset of `pending`'s first byte. */
+  private offset = 0;
+  private startup = true;
+
+  /** Consumes `chunk`; returns where in it a Parse of COMMIT begins (negative: in an earlier chunk). */
+  commitAt(chunk: Buffer): number | undefined {
+    const chunkStart = this.offset + this.pending.length;
+    let found: number | undefined;
+    for (const message of this.messages(chunk)) {
+      if (found === undefined && message.type === "P" && parsedQuery(message.body) === "COMMIT") {
+        found = message.start - chunkStart;
+      }
+    }
+    return found;
+  }
+
+  private *messages(chunk: Buffer): Generator<{ type: string; body: Buffer; start: number }> {
+    this.pending = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    for (;;) {
+      const header = this.startup ? 4 : 5;
+      if (this.pending.length < header) return;
+      const length = this.pending.readInt32BE(header - 4);
+      const total = header - 4 + length;
+      if (this.pending.length < total) return;
+      const type = this.startup ? "" : String.fromCharCode(this.pending[0] as number);
+      if (this.startup) {
+        const code = this.pending.readInt32BE(4);
+        this.startup = code === SSL_REQUEST || code === GSSENC_REQUEST;
+      }
+      yield { type, body: this.pending.subarray(header, total), start: this.offset };
+      this.pending = this.pending.subarray(total);
+      this.offset += total;
+    }
+  }
+}
+
+/** The query text of a Parse message's body: statement name, then query, each NUL-terminated. */
+function parsedQuery(body: Buffer): string {
+  const nameEnd = body.indexOf(0);
+  const queryEnd = body.indexOf(0, nameEnd + 1);
+  return body
+    .subarray(nameEnd + 1, queryEnd < 0 ? undefined : queryEnd)
+    .toString("utf8")
+    .trim()
+    .toUpperCase();
 }

@@ -16,7 +16,7 @@ import {
   runningStatements,
   startGrpc,
 } from "../../../test/helpers.js";
-import { type Relay, startRelay } from "../../../test/relay.js";
+import { type Relay, startRelay } from "../../../test/slow-relay.js";
 
 const t = suite("abandoned statements");
 let client: ReturnType<typeof grpcClient>;
