@@ -231,10 +231,12 @@ function reachableData(
     }
   }
   const dataDir = join(parent, basename(asked));
-  if (!usableDataDir(dataDir, runAs))
+  if (!usableDataDir(dataDir, runAs)) {
+    if (options.ephemeral) rmSync(parent, { recursive: true, force: true });
     throw new EmbeddedPostgresError(
       `the "${OS_USER}" OS user cannot reach ${dirname(asked)} nor ${parent}: let it in (chmod o+x on each parent directory)${options.ephemeral ? ", point TMPDIR elsewhere," : ""} or set DATABASE_URL`,
     );
+  }
   ownedDataDir(dataDir, runAs);
   return { dataDir, movedFrom: asked, ephemeralRoot: options.ephemeral ? parent : dataDir };
 }
