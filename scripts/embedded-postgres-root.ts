@@ -45,8 +45,8 @@ export interface RootPlacement {
   dataDir: string;
   /** The data directory asked for, when the data lives elsewhere. */
   movedFrom: string | undefined;
-  /** What to delete with ephemeral data: its temp parent too. */
-  ephemeralRoot: string;
+  /** What deleting the data deletes: the directory made to hold it, when it was moved. */
+  removeRoot: string;
 }
 
 export interface RootOptions {
@@ -204,12 +204,12 @@ function tryLink(source: string, target: string): boolean {
 function reachableData(
   options: RootOptions,
   runAs: RunAs,
-): Pick<RootPlacement, "dataDir" | "movedFrom" | "ephemeralRoot"> {
+): Pick<RootPlacement, "dataDir" | "movedFrom" | "removeRoot"> {
   mkdirSync(dirname(options.dataDir), { recursive: true });
   const asked = join(realpathSync(dirname(options.dataDir)), basename(options.dataDir));
   if (usableDataDir(asked, runAs)) {
     ownedDataDir(asked, runAs);
-    return { dataDir: asked, movedFrom: undefined, ephemeralRoot: asked };
+    return { dataDir: asked, movedFrom: undefined, removeRoot: asked };
   }
   let parent: string;
   if (options.ephemeral) {
@@ -238,7 +238,7 @@ function reachableData(
     );
   }
   ownedDataDir(dataDir, runAs);
-  return { dataDir, movedFrom: asked, ephemeralRoot: options.ephemeral ? parent : dataDir };
+  return { dataDir, movedFrom: asked, removeRoot: parent };
 }
 
 /** An existing cluster the postgres user owns and can enter, or a parent it can enter to make one in. */

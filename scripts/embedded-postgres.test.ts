@@ -94,8 +94,9 @@ if (process.getuid?.() !== 0) {
         assert.is(again.dataDir, first.dataDir);
         assert.is(await count(again.url, "select count(*) as n from kept"), 1);
       } finally {
-        await again.stop();
+        await again.remove();
       }
+      assert.not.ok(existsSync(dirname(first.dataDir)), "remove() deletes the moved data and its directory");
     },
   );
 

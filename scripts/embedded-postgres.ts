@@ -28,7 +28,10 @@ export interface EmbeddedDatabase {
   readonly binDir: string;
   /** Starts the server again after stop(), on the same port and data. */
   start(): Promise<void>;
+  /** Stops the server; ephemeral data is deleted. */
   stop(): Promise<void>;
+  /** Stops the server and deletes its data, wherever it lives (dataDir may not be the one asked for). */
+  remove(): Promise<void>;
 }
 
 export interface EmbeddedOptions {
@@ -96,7 +99,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
           cacheDir: options.cacheDir,
           stateDir: options.stateDir,
         })
-      : { runAs: undefined, nativeDir, dataDir: asked, movedFrom: undefined, ephemeralRoot: asked };
+      : { runAs: undefined, nativeDir, dataDir: asked, movedFrom: undefined, removeRoot: asked };
   const binDir = join(placed.nativeDir, "bin");
   const port = options.port || (await freePort());
   const log = options.onLog ?? (() => {});
@@ -104,6 +107,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   if (!existsSync(join(placed.dataDir, "PG_VERSION"))) await initdb(binDir, placed.dataDir, placed.runAs);
   const server = new ServerProcess(binDir, placed.dataDir, port, placed.runAs, log);
   await server.start();
+  const remove = async () => {
+    await server.stop();
+    rmSync(placed.removeRoot, { recursive: true, force: true });
+  };
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     port,
@@ -111,10 +118,8 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     movedFrom: placed.movedFrom,
     binDir,
     start: () => server.start(),
-    stop: async () => {
-      await server.stop();
-      if (ephemeral) rmSync(placed.ephemeralRoot, { recursive: true, force: true });
-    },
+    stop: () => (ephemeral ? remove() : server.stop()),
+    remove,
   };
 }
 
