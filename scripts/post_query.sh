@@ -1,31 +1,33 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Sends one SQL statement to querygate's HTTP bridge, as the original tool's
-# script of the same name did:   scripts/post_query.sh HOST PORT "SQL"
-# Set QUERYGATE_TOKEN to send it as a Bearer credential.
-set -euo pipefail
+# script of the same name did:   sh scripts/post_query.sh HOST PORT "SQL"
+# and prints the response body. Set QUERYGATE_TOKEN to send it as a Bearer
+# credential. Plain POSIX sh, because the original README runs it with `sh`:
+# dash on Debian, busybox in small images, bash elsewhere.
+set -eu
 if [ "$#" -ne 3 ]; then
   echo "usage: $0 HOST PORT \"SQL\"" >&2
   exit 2
 fi
-host=$1 port=$2 sql=$3
-# JSON-escape the statement: backslashes, quotes, and control characters.
-sql=${sql//\\/\\\\}
-sql=${sql//\"/\\\"}
-sql=${sql//$'\n'/\\n}
-sql=${sql//$'\r'/\\r}
-sql=${sql//$'\t'/\\t}
-# JSON allows no raw control character in a string: the rest go as \u00XX.
-for ((code = 1; code < 32; code++)); do
-  printf -v hex '%02x' "$code"
-  printf -v char "\\x$hex"
-  [[ $sql == *"$char"* ]] || continue
-  printf -v escaped '\\u%04x' "$code"
-  sql=${sql//"$char"/"$escaped"}
-done
-auth=()
-# ${auth[@]+...}: an empty array is "unbound" under set -u in bash before 4.4 (macOS).
-if [ -n "${QUERYGATE_TOKEN:-}" ]; then auth=(-H "authorization: Bearer ${QUERYGATE_TOKEN}"); fi
-curl -sS -X POST "http://${host}:${port}/query" \
-  -H "content-type: application/json" ${auth[@]+"${auth[@]}"} \
-  -d "{\"query\": \"${sql}\"}"
+host=$1 port=$2
+
+# JSON-escape the statement: backslashes, quotes, and every control character
+# (JSON allows none raw: \n \r \t by name, the rest as \u00XX). awk, since sh
+# has no string replacement; the SQL goes through the environment so its
+# newlines, trailing ones included, arrive intact.
+sql=$(QUERYGATE_SQL=$3 awk 'BEGIN {
+  for (i = 1; i < 32; i++) escaped[sprintf("%c", i)] = sprintf("\\u%04x", i)
+  escaped["\n"] = "\\n"; escaped["\r"] = "\\r"; escaped["\t"] = "\\t"
+  escaped["\""] = "\\\""; escaped["\\"] = "\\\\"
+  s = ENVIRON["QUERYGATE_SQL"]
+  n = length(s)
+  for (i = 1; i <= n; i++) {
+    c = substr(s, i, 1)
+    printf "%s", ((c in escaped) ? escaped[c] : c)
+  }
+}')
+
+set -- -H "content-type: application/json"
+if [ -n "${QUERYGATE_TOKEN:-}" ]; then set -- "$@" -H "authorization: Bearer ${QUERYGATE_TOKEN}"; fi
+curl -sS -X POST "http://${host}:${port}/query" "$@" -d "{\"query\": \"${sql}\"}"
 echo

@@ -1,7 +1,9 @@
 // `npm start`: the whole stack on one machine. Without DATABASE_URL an
 // embedded PostgreSQL runs from .data/postgres in this checkout (kept across
-// restarts, on a free port so checkouts side by side never collide); then
-// query-grpc and http-bridge start in this process. Ctrl-C stops all three.
+// restarts, on a free port so checkouts side by side never collide; as root
+// in a checkout the postgres OS user cannot enter, from a directory of its own
+// that the log names); then query-grpc and http-bridge start in this process.
+// Ctrl-C stops all three.
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +13,7 @@ import { loadConfig as loadGrpcConfig } from "../services/query-grpc/src/config.
 import { startQueryGrpc } from "../services/query-grpc/src/server.js";
 import { ConfigError } from "../services/shared/src/config.js";
 import { createLogger } from "../services/shared/src/logger.js";
+import { EmbeddedPostgresError } from "./embedded-postgres-error.js";
 
 /** The checkout: the nearest folder above this file with a package.json (works from scripts/ and dist/scripts/). */
 function checkoutRoot(): string {
@@ -33,8 +36,10 @@ async function main() {
     databaseUrl = db.url;
     stopDatabase = db.stop;
     logger.info(
-      { dataDir, port: db.port },
-      "embedded PostgreSQL running (set DATABASE_URL to use another server)",
+      { dataDir: db.dataDir, port: db.port },
+      db.movedFrom
+        ? `embedded PostgreSQL running, data in ${db.dataDir} (the postgres OS user cannot reach ${db.movedFrom}; set DATABASE_URL to use another server)`
+        : "embedded PostgreSQL running (set DATABASE_URL to use another server)",
     );
   }
 
@@ -61,7 +66,8 @@ async function main() {
 }
 
 main().catch((error) => {
-  if (error instanceof ConfigError) console.error(`querygate: ${error.message}`);
+  if (error instanceof ConfigError || error instanceof EmbeddedPostgresError)
+    console.error(`querygate: ${error.message}`);
   else console.error("querygate failed to start:", error);
   process.exit(1);
 });

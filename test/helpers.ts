@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { type EmbeddedDatabase, startEmbeddedPostgres } from "../scripts/embedded-postgres.js";
+import { EmbeddedPostgresError } from "../scripts/embedded-postgres-error.js";
 
 let db: Promise<EmbeddedDatabase> | undefined;
 const cleanups: Array<() => Promise<void>> = [];
@@ -12,6 +13,13 @@ export function database(): Promise<EmbeddedDatabase> {
   db ??= startEmbeddedPostgres({
     dataDir: join(".data", `test-${process.pid}-${randomBytes(3).toString("hex")}`),
     ephemeral: true,
+  }).catch((error: unknown) => {
+    // One line saying what to do, not the same stack trace under every test.
+    if (error instanceof EmbeddedPostgresError) {
+      console.error(`npm test: ${error.message}`);
+      process.exit(1);
+    }
+    throw error;
   });
   return db;
 }
