@@ -28,11 +28,16 @@ export interface EmbeddedDatabase {
   readonly binDir: string;
   /** Starts the server again after stop(), on the same port and data. */
   start(): Promise<void>;
-  /** Stops the server; ephemeral data is deleted. */
-  stop(): Promise<void>;
+  /**
+   * Stops the server; ephemeral data is deleted. "fast" (the default) rolls
+   * back and closes every session; "immediate" is a crash (fault tests).
+   */
+  stop(mode?: StopMode): Promise<void>;
   /** Stops the server and deletes its data, wherever it lives (dataDir may not be the one asked for). */
   remove(): Promise<void>;
 }
+
+export type StopMode = "fast" | "immediate";
 
 export interface EmbeddedOptions {
   dataDir: string;
@@ -118,7 +123,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     movedFrom: placed.movedFrom,
     binDir,
     start: () => server.start(),
-    stop: () => (ephemeral ? remove() : server.stop()),
+    stop: (mode) => (ephemeral ? remove() : server.stop(mode)),
     remove,
   };
 }
@@ -220,11 +225,12 @@ class ServerProcess {
     });
   }
 
-  async stop(): Promise<void> {
+  async stop(mode: StopMode = "fast"): Promise<void> {
     const child = this.child;
     if (!child) return;
     const exited = new Promise((done) => child.once("exit", done));
-    child.kill("SIGINT");
+    // PostgreSQL's own signals: SIGINT is a fast shutdown, SIGQUIT an immediate one.
+    child.kill(mode === "immediate" ? "SIGQUIT" : "SIGINT");
     await exited;
   }
 }
