@@ -1,13 +1,14 @@
 // Caller mistakes, however extreme, get a precise status (INVALID_ARGUMENT
 // with PostgreSQL's SQLSTATE), never a server or retry status, and leave
 // query-grpc healthy for the next caller.
-import { credentials, status } from "@grpc/grpc-js";
+import { credentials, type ServiceError, status } from "@grpc/grpc-js";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
   HealthClient,
   HealthCheckResponse_ServingStatus as Serving,
 } from "../../../proto/gen/grpc/health/v1/health.js";
+import { ExecuteRequest, ExecuteResponse } from "../../../proto/gen/querygate/v1/query.js";
 import { atEnd, execute, executeError, grpcClient, startGrpc } from "../../../test/helpers.js";
 
 const t = suite("hostile input");
@@ -103,6 +104,31 @@ t("wide rows go out in messages a default gRPC client can receive", async () => 
     const bytes = (message.rows?.rows ?? []).reduce((n, row) => n + (row.values[0]?.length ?? 0), 0);
     assert.ok(bytes <= 2 * 1024 * 1024, `a message carried ${bytes} bytes of values`);
   }
+});
+
+t("invalid UTF-8 in a request's strings is refused with 22021, not replaced", async () => {
+  const encoded = Buffer.from(
+    ExecuteRequest.encode(
+      ExecuteRequest.fromPartial({ sql: "select $1::text", params: [{ textValue: "ZZZZ" }] }),
+    ).finish(),
+  );
+  const at = encoded.indexOf("ZZZZ");
+  encoded.set([0x61, 0xff, 0xfe, 0x62], at); // not UTF-8: grpc-js would have made it "a\ufffd\ufffdb"
+  const code = await new Promise<{ code: number; sqlstate: string | undefined }>((resolve) => {
+    const call = client.makeServerStreamRequest(
+      "/querygate.v1.QueryService/Execute",
+      (bytes: Buffer) => bytes,
+      (bytes: Buffer) => ExecuteResponse.decode(bytes),
+      encoded,
+    );
+    call.on("data", () => {});
+    call.on("error", (error: ServiceError) =>
+      resolve({ code: error.code, sqlstate: error.metadata.get("sqlstate")[0]?.toString() }),
+    );
+    call.on("end", () => resolve({ code: status.OK, sqlstate: undefined }));
+  });
+  assert.equal(code, { code: status.INVALID_ARGUMENT, sqlstate: "22021" });
+  await stillHealthy();
 });
 
 t.run();
