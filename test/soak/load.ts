@@ -128,6 +128,8 @@ function describe(ending: Ending): string {
   if (ending.kind === "http") return `${ending.status} ${ending.body.slice(0, 200)}`;
   if (ending.kind === "grpc")
     return `${status[ending.code]} ${ending.errorKind} ${ending.details.slice(0, 200)}`;
+  if (ending.kind === "net-error") return `net-error ${ending.message}`;
+  if (ending.kind === "no-answer") return `no answer within ${ending.afterMs / 1000} s`;
   return ending.kind;
 }
 
