@@ -75,7 +75,9 @@ export class Tally {
   readonly through = { bridge: 0, grpc: 0 };
   /** Request id → when its client saw the end (Date.now()), and its kind. */
   readonly ended = new Map<string, { at: number; kind: string }>();
+  /** Requests started, and requests ended. */
   requests = 0;
+  completed = 0;
 
   record(requestId: string, outcome: Outcome): void {
     const via = outcome.kind.startsWith("http") ? "http" : "grpc";
@@ -114,6 +116,7 @@ export class Tally {
     this.through.grpc++;
     if (via === "http") this.through.bridge++;
     this.ended.set(requestId, { at: Date.now(), kind: outcome.kind });
+    this.completed++;
   }
 
   /** Counts since the last call, then starts a new interval. */

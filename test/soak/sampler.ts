@@ -77,7 +77,7 @@ export class Sampler {
 
   async sample(): Promise<Sample> {
     const now = performance.now();
-    const requests = this.tally.requests;
+    const requests = this.tally.completed;
     const perSecond = ((requests - this.lastRequests) * 1000) / (now - this.lastAt);
     this.lastAt = now;
     this.lastRequests = requests;
