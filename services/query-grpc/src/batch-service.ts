@@ -25,7 +25,7 @@ import {
 import type { Classification } from "./classify.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { OpenTransaction, StatementSink } from "./open-transaction.js";
-import { refuseInvalidText } from "./strict-text.js";
+import { refuseBadEncoding } from "./request-encoding.js";
 import type { TransactionRpcDeps } from "./transaction-rpcs.js";
 
 export function executeBatchHandler(
@@ -65,7 +65,7 @@ async function runBatch(
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
-    refuseInvalidText(call.request);
+    refuseBadEncoding(call.request);
     if (statements.length === 0) throw new QueryFailure("invalid_request", "statements is empty");
     if (statements.length > batch.maxStatements) {
       throw new QueryFailure(

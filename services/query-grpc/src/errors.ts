@@ -157,6 +157,20 @@ export interface GrpcStatus {
   metadata: Metadata;
 }
 
+/**
+ * Texts travel in HTTP/2 trailers, which clients cap (grpc-js: 8 KiB of
+ * metadata by default); PostgreSQL quotes the caller's SQL in some messages
+ * ("unterminated quoted string at or near ..."), so a 200 kB statement made a
+ * trailer no client would take, and the call never ended for the caller.
+ */
+const MAX_TEXT = 1000;
+
+function clip(text: string): string {
+  return text.length <= MAX_TEXT
+    ? text
+    : `${text.slice(0, MAX_TEXT)}… (${text.length - MAX_TEXT} more characters)`;
+}
+
 /** The one mapping from a failure to what a gRPC caller sees. */
 export function toGrpcStatus(failure: QueryFailure): GrpcStatus {
   const code =
@@ -166,9 +180,9 @@ export function toGrpcStatus(failure: QueryFailure): GrpcStatus {
   const metadata = new Metadata();
   const error = QueryError.fromPartial({
     sqlstate: failure.pg?.sqlstate ?? "",
-    message: failure.message,
-    detail: failure.pg?.detail ?? "",
-    hint: failure.pg?.hint ?? "",
+    message: clip(failure.message),
+    detail: clip(failure.pg?.detail ?? ""),
+    hint: clip(failure.pg?.hint ?? ""),
     position: failure.pg?.position ?? 0,
     kind: failure.kind,
     statementIndex: failure.statementIndex,
@@ -180,7 +194,8 @@ export function toGrpcStatus(failure: QueryFailure): GrpcStatus {
   // before any SQL ran because this replica is shutting down; for everything
   // else the server says: do not retry.
   if (failure.kind !== "shutting_down") metadata.set("grpc-retry-pushback-ms", "-1");
-  const details = failure.pg ? `${failure.message} (SQLSTATE ${failure.pg.sqlstate})` : failure.message;
+  const message = clip(failure.message);
+  const details = failure.pg ? `${message} (SQLSTATE ${failure.pg.sqlstate})` : message;
   return { code, details, metadata };
 }
 

@@ -131,4 +131,12 @@ t("invalid UTF-8 in a request's strings is refused with 22021, not replaced", as
   await stillHealthy();
 });
 
+t("an error quoting a huge statement still reaches the caller, its text cut short", async () => {
+  const error = await executeError(client, { sql: `select '${"'".repeat(224_037)}' as v` });
+  assert.is(error.code, status.INVALID_ARGUMENT);
+  assert.is(error.error?.sqlstate, "42601");
+  assert.ok((error.error?.message.length ?? 0) < 2000, "the message is clipped");
+  await stillHealthy();
+});
+
 t.run();

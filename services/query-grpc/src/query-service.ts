@@ -13,8 +13,8 @@ import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { Executor, ResultWriter, StatementRequest } from "./executor.js";
 import type { CancelReason, QueryMetrics } from "./metrics.js";
 import type { SqlParser } from "./parser.js";
+import { refuseBadEncoding } from "./request-encoding.js";
 import { sessionHandler } from "./session-service.js";
-import { refuseInvalidText } from "./strict-text.js";
 import type { TransactionRpcs } from "./transaction-rpcs.js";
 
 export interface QueryServiceLimits {
@@ -85,7 +85,7 @@ async function handleExecute(
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
-    refuseInvalidText(call.request);
+    refuseBadEncoding(call.request);
     if (!call.request.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
     classification = await deps.parser.classify(call.request.sql, caller.statements);
     checkParameterCount(classification, call.request.params.length);

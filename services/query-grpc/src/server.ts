@@ -21,8 +21,8 @@ import { QueryMetrics } from "./metrics.js";
 import { SqlParser } from "./parser.js";
 import { queryServiceHandlers } from "./query-service.js";
 import { descriptorIndex, reflectionHandlers } from "./reflection.js";
+import { markingInvalidText } from "./request-encoding.js";
 import { markSessionClean } from "./session-reset.js";
-import { markingInvalidText } from "./strict-text.js";
 import { createTransactionRpcs } from "./transaction-rpcs.js";
 import { TypeNames } from "./type-names.js";
 
@@ -192,7 +192,7 @@ export async function startQueryGrpc(
 
 /**
  * The same service with every response's serialized size added to the bytes
- * metric, and requests decoded strictly (strict-text.ts).
+ * metric, and requests decoded strictly (request-encoding.ts).
  */
 function countingBytes<S extends ServiceDefinition>(service: S, metrics: QueryMetrics): S {
   const counted: Record<string, unknown> = {};

@@ -30,8 +30,8 @@ import {
 } from "./call-context.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { OpenTransaction, StatementSink } from "./open-transaction.js";
+import { refuseBadEncoding } from "./request-encoding.js";
 import type { StatementKind } from "./statement-kinds.js";
-import { refuseInvalidText } from "./strict-text.js";
 import type { TransactionRpcDeps } from "./transaction-rpcs.js";
 
 type Call = ServerDuplexStream<SessionRequest, SessionResponse>;
@@ -111,7 +111,7 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
     let options: TransactionOptions | undefined;
     for (let first = true; ; first = false) {
       const message = await inbox.next(limits.idleTimeoutMs, signal);
-      if (message) refuseInvalidText(message);
+      if (message) refuseBadEncoding(message);
       if (message === undefined || message.rollback) {
         // A client that closes its side without commit or rollback gets a rollback.
         await transaction?.close();
