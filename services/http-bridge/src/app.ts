@@ -63,6 +63,8 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
     const requestId = c.get("requestId");
     const bytes = await readBody(c, deps.maxBodyBytes);
     if (!bytes) {
+      // The rest of the body was not read: this connection cannot carry another request.
+      c.header("connection", "close");
       return sendError(
         c,
         requestError(413, "body_too_large", `request body exceeds ${deps.maxBodyBytes} bytes`),

@@ -36,8 +36,13 @@ export async function readBody<E extends BodyBindings>(
 ): Promise<Uint8Array | undefined> {
   const declared = c.req.header("content-length");
   if (declared !== undefined) {
+    if (Number(declared) > maxBytes) {
+      // Read and drop a body of sane size before answering 413: a client still
+      // sending it would otherwise meet a closed socket (EPIPE) instead of the 413.
+      if (Number(declared) <= DRAIN_LIMIT_BYTES) await drain(c);
+      return undefined;
+    }
     // Node's parser holds the body to its declared length, so reading it whole is bounded.
-    if (Number(declared) > maxBytes) return undefined;
     return new Uint8Array(await c.req.arrayBuffer());
   }
   // Chunked: count as the bytes arrive. Leaving the loop early must not destroy
@@ -54,6 +59,21 @@ export async function readBody<E extends BodyBindings>(
     kept.push(chunk);
   }
   return Buffer.concat(kept);
+}
+
+/** Bodies up to this size are read to their end before a 413; larger ones are cut off. */
+const DRAIN_LIMIT_BYTES = 64 * 1024 * 1024;
+
+async function drain<E extends BodyBindings>(c: Context<E>): Promise<void> {
+  const incoming = c.env?.incoming;
+  if (!incoming) return;
+  try {
+    for await (const _ of incoming.iterator({ destroyOnReturn: false })) {
+      // dropped
+    }
+  } catch {
+    // the client went away: nothing to answer
+  }
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
