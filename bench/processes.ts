@@ -196,23 +196,35 @@ export function postgresCpu(dataDir: string): CpuSource {
     name: "postgres",
     seconds: () => {
       let total = 0;
-      for (const entry of readdirSync("/proc")) {
-        if (!/^\d+$/.test(entry)) continue;
-        let stat: string;
-        try {
-          stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-        } catch {
-          continue; // exited while we looked
-        }
-        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-        const pid = Number(entry);
-        if (pid !== postmaster && Number(fields[1]) !== postmaster) continue;
+      for (const { pid, fields } of processTree(postmaster)) {
         total += Number(fields[11]) + Number(fields[12]);
         if (pid === postmaster) total += Number(fields[13]) + Number(fields[14]);
       }
       return total / CLOCK_TICKS_PER_SECOND;
     },
   };
+}
+
+/**
+ * `root` and its live children, each with the fields of /proc/PID/stat after
+ * the command name (fields[1] is the parent's pid). The soak reads memory
+ * through it too.
+ */
+export function processTree(root: number): Array<{ pid: number; fields: string[] }> {
+  const found: Array<{ pid: number; fields: string[] }> = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // exited while we looked
+    }
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const pid = Number(entry);
+    if (pid === root || Number(fields[1]) === root) found.push({ pid, fields });
+  }
+  return found;
 }
 
 /** CPU used by each source between construction and stop(), in seconds, by name. */

@@ -5,9 +5,9 @@
 // started by the bench's Service helper; what this file adds is what a long
 // run needs: whether each process is still alive and how much memory it holds.
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Service } from "../../bench/processes.js";
+import { processTree, Service } from "../../bench/processes.js";
 import { type EmbeddedDatabase, freePort, startEmbeddedPostgres } from "../../scripts/embedded-postgres.js";
 
 /** query-grpc's settings for the soak: a small pool so cancels and zombies matter, a short statement timeout. */
@@ -93,18 +93,8 @@ export function postmasterPid(dataDir: string): number {
  * any leak; anonymous memory is what each process holds for itself.
  */
 export function postgresMb(postmaster: number): number {
-  let kb = statusKb(postmaster, "RssAnon");
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (parent === postmaster) kb += statusKb(Number(entry), "RssAnon");
-  }
+  let kb = 0;
+  for (const { pid } of processTree(postmaster)) kb += statusKb(pid, "RssAnon");
   return kb / 1024;
 }
 
