@@ -4,19 +4,23 @@
 // isolation, disruption budgets, per-environment shape, and where secrets come
 // from.
 //
-// The aws overlays read gitignored secrets files (overlays/aws/secrets/*.env).
-// The builds here run on a copy of kustomize/ in a temp directory in which each
-// committed *.env.example stands in for its *.env; a developer's real *.env
-// files are never copied or read.
+// The builds run on a copy of what a fresh clone of kustomize/ holds (the files
+// git tracks or would track, never an ignored local file), so an overlay that
+// needs a file nobody committed fails here. The aws overlays take every
+// credential from the cluster (ExternalSecrets, the CloudNativePG operator).
+// CloudNativePG has no npm models: its Cluster and Pooler are validated against
+// the strict JSON schemas vendored in kustomize/schemas/ (ajv).
 //
 // Without kubectl (or a standalone kustomize) on PATH the suite is skipped with
 // a message, in CI too (no registry we reach ships a current kustomize); where
 // kubectl is present every check runs and fails the build.
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, dirname, join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ExternalSecret } from "@kubernetes-models/external-secrets/external-secrets.io/v1";
+import { Ajv } from "ajv";
 import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
@@ -112,6 +116,37 @@ interface Workload {
 
 type Validatable = new (data: never) => { validate(): void };
 
+const ajv = new Ajv({ allErrors: true, strict: true });
+
+/** The vendored schema of a CloudNativePG kind (kustomize/schemas/), compiled once. */
+function cnpgSchema(kind: "Cluster" | "Pooler") {
+  const file = join(kustomizeDir, "schemas", `cnpg-${kind.toLowerCase()}.schema.json`);
+  return ajv.compile(JSON.parse(readFileSync(file, "utf8")) as object);
+}
+
+/** Errors of `object` against its CloudNativePG schema, one line each; empty when it is valid. */
+function cnpgErrors(object: unknown, kind: "Cluster" | "Pooler"): string[] {
+  const validate = CNPG_SCHEMAS[kind];
+  if (validate(object)) return [];
+  return (validate.errors ?? []).map(
+    (e) =>
+      `${e.instancePath || "/"} ${e.message}${e.params && "additionalProperty" in e.params ? `: ${e.params.additionalProperty}` : ""}`,
+  );
+}
+
+const CNPG_SCHEMAS = { Cluster: cnpgSchema("Cluster"), Pooler: cnpgSchema("Pooler") };
+
+/** A kubernetes-models-like wrapper, so the vendored schemas sit in MODELS beside the others. */
+function schemaModel(kind: "Cluster" | "Pooler"): Validatable {
+  return class {
+    constructor(private readonly data: never) {}
+    validate(): void {
+      const errors = cnpgErrors(this.data, kind);
+      if (errors.length > 0) throw new Error(errors.join("; "));
+    }
+  };
+}
+
 /** Every apiVersion/kind a build may contain, with the model that validates it. */
 const MODELS: Record<string, Validatable> = {
   "v1/Namespace": Namespace,
@@ -125,20 +160,29 @@ const MODELS: Record<string, Validatable> = {
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
   "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
   "storage.k8s.io/v1/StorageClass": StorageClass,
+  "external-secrets.io/v1/ExternalSecret": ExternalSecret,
+  "postgresql.cnpg.io/v1/Cluster": schemaModel("Cluster"),
+  "postgresql.cnpg.io/v1/Pooler": schemaModel("Pooler"),
 };
 
 // ---------------------------------------------------------------- building
 
-/** A copy of kustomize/ without any real *.env, each *.env.example copied to its *.env. */
-function stagedCopy(withSecrets: boolean): string {
+/** The files of kustomize/ a fresh clone would have: tracked, or new and not ignored. */
+function cloneFiles(): string[] {
+  return execFileSync("git", ["ls-files", "--cached", "--others", "--exclude-standard", "-z", "kustomize"], {
+    cwd: repo,
+    encoding: "utf8",
+  })
+    .split("\0")
+    .filter((f) => f && !f.endsWith(".test.ts") && existsSync(join(repo, f)));
+}
+
+/** A temp directory holding cloneFiles() only: what `git clone` gives, and nothing local. */
+function freshClone(): string {
   const dir = mkdtempSync(join(tmpdir(), "querygate-kustomize-"));
-  cpSync(kustomizeDir, join(dir, "kustomize"), {
-    recursive: true,
-    filter: (source) => !(source.endsWith(".env") && basename(dirname(source)) === "secrets"),
-  });
-  if (withSecrets) {
-    for (const example of walk(join(dir, "kustomize")).filter((f) => f.endsWith(".env.example")))
-      copyFileSync(example, example.slice(0, -".example".length));
+  for (const file of cloneFiles()) {
+    mkdirSync(dirname(join(dir, file)), { recursive: true });
+    copyFileSync(join(repo, file), join(dir, file));
   }
   return dir;
 }
@@ -177,7 +221,7 @@ function builds(): Map<BuildName, K8sObject[]> {
 }
 
 function buildAll(): Map<BuildName, K8sObject[]> | Error {
-  const dir = stagedCopy(true);
+  const dir = freshClone();
   try {
     const result = new Map<BuildName, K8sObject[]>();
     for (const [name, path] of Object.entries(BUILDS) as Array<[BuildName, string]>) {
@@ -406,7 +450,47 @@ function partiesOf(objects: K8sObject[]) {
     labels: { "k8s-app": "kube-dns" },
     what: "cluster DNS",
   };
-  return { pods, others, dns, all: [...pods.values(), ...others] };
+  const cnpg = cnpgPods(objects, namespace);
+  return { pods, others, dns, cnpg, all: [...pods.values(), ...cnpg.values(), ...others] };
+}
+
+/**
+ * The pods the CloudNativePG operator creates for this build's Cluster and
+ * Pooler objects, with the labels it gives them (cnpg.io/cluster,
+ * cnpg.io/podRole, cnpg.io/poolerName), keyed by the object's name; the
+ * operator in namespace cnpg-system too. They are not in the build, so the
+ * workload-based checks do not see them.
+ */
+function cnpgPods(objects: K8sObject[], namespace: string): Map<string, Party> {
+  const pods = new Map<string, Party>();
+  for (const o of objects) {
+    if (o.kind === "Cluster")
+      pods.set(o.metadata.name, {
+        pod: true,
+        namespace,
+        labels: { "cnpg.io/cluster": o.metadata.name, "cnpg.io/podRole": "instance", role: "primary" },
+        what: `${o.metadata.name} instance`,
+      });
+    if (o.kind === "Pooler")
+      pods.set(o.metadata.name, {
+        pod: true,
+        namespace,
+        labels: {
+          "cnpg.io/poolerName": o.metadata.name,
+          "cnpg.io/podRole": "pooler",
+          "cnpg.io/cluster": o.spec.cluster.name,
+        },
+        what: `${o.metadata.name} pooler`,
+      });
+  }
+  if (pods.size > 0)
+    pods.set("operator", {
+      pod: true,
+      namespace: "cnpg-system",
+      labels: { "app.kubernetes.io/name": "cloudnative-pg" },
+      what: "the CloudNativePG operator",
+    });
+  return pods;
 }
 
 const PROBE_PORTS = [22, 53, 443, 5000, 5432, 8080, 9464, 50051];
@@ -499,7 +583,7 @@ it("the services use native gRPC and HTTP probes, PostgreSQL pg_isready", () => 
     const bridge = container(workload(objects, "http-bridge"));
     assert.is(bridge.readinessProbe?.httpGet?.path, "/readyz", `${name}: bridge readiness`);
     assert.is(bridge.livenessProbe?.httpGet?.path, "/healthz", `${name}: bridge liveness`);
-    if (name === "aws-rds") continue;
+    if (!workloads(objects).some((w) => w.name === "postgres")) continue;
     const postgres = container(workload(objects, "postgres"));
     for (const probe of [postgres.readinessProbe, postgres.livenessProbe, postgres.startupProbe])
       assert.match(probe?.exec?.command?.join(" ") ?? "", /\bpg_isready\b/, `${name}: postgres probe`);
@@ -529,7 +613,7 @@ it("every pod pauses before stopping and has time to drain", () => {
         );
       }
     }
-    if (name !== "aws-rds") {
+    if (workloads(objects).some((w) => w.name === "postgres")) {
       const grace = workload(objects, "postgres").template.spec?.terminationGracePeriodSeconds ?? 0;
       assert.ok(grace >= 60 && grace <= 120, `${name}: postgres terminationGracePeriodSeconds ${grace}`);
     }
@@ -569,9 +653,16 @@ it("every Service selects one workload and targets a port it declares", () => {
   }
 });
 
-it("every Secret and ConfigMap a pod uses is in the build, except the documented RDS CA bundle", () => {
+it("every Secret and ConfigMap a pod uses is in the build or made by an ExternalSecret in it, except the documented RDS CA bundle", () => {
   for (const [name, objects] of builds()) {
     const secrets = new Map(objects.filter((o) => o.kind === "Secret").map((o) => [o.metadata.name, o]));
+    for (const external of objects.filter((o) => o.kind === "ExternalSecret"))
+      secrets.set(external.spec.target.name, {
+        ...external,
+        data: Object.fromEntries(
+          (external.spec.data as Array<{ secretKey: string }>).map((d) => [d.secretKey, ""]),
+        ),
+      });
     const configMaps = new Set(objects.filter((o) => o.kind === "ConfigMap").map((o) => o.metadata.name));
     for (const w of workloads(objects)) {
       for (const c of w.containers) {
@@ -629,10 +720,15 @@ it("the bridge reaches query-grpc through the headless service, over every pod",
       grpc.ports?.some((p) => p.name === "metrics" && p.containerPort === 9464),
       `${name}: query-grpc names its metrics port`,
     );
-    assert.is(
-      grpc.env?.find((e) => e.name === "DATABASE_URL")?.valueFrom?.secretKeyRef?.key,
-      "DATABASE_URL",
-      `${name}: DATABASE_URL comes from the Secret`,
+    const url = grpc.env?.find((e) => e.name === "DATABASE_URL");
+    assert.ok(
+      url?.valueFrom?.secretKeyRef?.key === "DATABASE_URL" ||
+        /^postgres:\/\/\$\(DATABASE_USER\):\$\(DATABASE_PASSWORD\)@/.test(url?.value ?? ""),
+      `${name}: DATABASE_URL comes from a Secret, or is built from one's username and password`,
+    );
+    assert.not.ok(
+      grpc.env?.some((e) => e.name === "DATABASE_READ_URL"),
+      `${name}: query-grpc does not read DATABASE_READ_URL yet`,
     );
   }
 });
@@ -663,7 +759,7 @@ it("a default-deny NetworkPolicy isolates every pod, and DNS stays reachable", (
 // The next three judge each target's ingress policies on their own, as if every
 // source's egress were open: the target protects itself.
 it("only query-grpc can reach PostgreSQL, and only on port 5432", () => {
-  for (const name of ["base", "minikube", "aws"] as const) {
+  for (const name of ["base", "minikube"] as const) {
     const objects = objectsOf(name);
     const { pods, all } = partiesOf(objects);
     const postgres = pods.get("postgres") as Party;
@@ -713,9 +809,9 @@ it("the bridge accepts connections from anywhere, on port 5000 only", () => {
 
 it("pods open connections only to their next hop and to DNS", () => {
   for (const [name, objects] of builds()) {
-    const { pods, others, dns } = partiesOf(objects);
+    const { pods, others, dns, cnpg } = partiesOf(objects);
     const outside = others[3] as Party;
-    const targets = [...pods.values(), ...others];
+    const targets = [...pods.values(), ...cnpg.values(), ...others];
     const allowedFrom = (from: string) =>
       targets.flatMap((to) =>
         PROBE_PORTS.filter((port) => connectionAllowed(objects, pods.get(from) as Party, to, port)).map(
@@ -725,7 +821,11 @@ it("pods open connections only to their next hop and to DNS", () => {
     assert.equal(allowedFrom("http-bridge"), ["query-grpc:50051"], `${name}: bridge egress`);
     assert.equal(
       allowedFrom("query-grpc"),
-      name === "aws-rds" ? ["an address outside the cluster:5432"] : ["postgres:5432"],
+      name === "aws-rds"
+        ? ["an address outside the cluster:5432"]
+        : name === "aws"
+          ? ["querygate-db-pooler-rw pooler:5432"]
+          : ["postgres:5432"],
       `${name}: query-grpc egress`,
     );
     if (pods.has("postgres")) assert.equal(allowedFrom("postgres"), [], `${name}: postgres egress`);
@@ -827,9 +927,8 @@ it("aws puts the bridge behind an NLB, spreads pods across zones and pulls image
 
 it("aws stores PostgreSQL on its encrypted gp3 StorageClass", () => {
   const objects = objectsOf("aws");
-  const postgres = workload(objects, "postgres");
-  const className = postgres.spec.volumeClaimTemplates?.[0]?.spec?.storageClassName;
-  assert.ok(className, "postgres volumeClaimTemplates has no storageClassName");
+  const className = find(objects, "Cluster", "querygate-db").spec.storage?.storageClass;
+  assert.ok(className, "Cluster querygate-db has no storage.storageClass");
   const storageClass = find(objects, "StorageClass", className);
   assert.is(storageClass.provisioner, "ebs.csi.aws.com");
   assert.is((storageClass.parameters as Labels).type, "gp3");
@@ -858,35 +957,63 @@ it("aws-rds drops the in-cluster PostgreSQL and connects to RDS over verified TL
   assert.is(volume?.configMap?.name, "rds-ca-bundle");
   const egress = find(objects, "NetworkPolicy", "query-grpc-egress");
   assert.ok(egress.spec.egress?.[0]?.to?.[0]?.ipBlock?.cidr, "query-grpc egress is to an ipBlock");
-  // The example the user copies shows the RDS form of DATABASE_URL with verified TLS.
-  const example = readFileSync(join(kustomizeDir, "overlays/aws/secrets/database.env.example"), "utf8");
-  assert.match(example, /DATABASE_URL=postgres:\/\/\S+\.rds\.amazonaws\.com:5432\/\S+\?sslmode=verify-full/);
+  // The comment the user follows shows the RDS form of DATABASE_URL with verified TLS.
+  const overlay = readFileSync(join(kustomizeDir, "overlays/aws-rds/kustomization.yaml"), "utf8");
+  assert.match(overlay, /postgres:\/\/\S+\.rds\.amazonaws\.com:5432\/\S+\?sslmode=verify-full/);
+  const external = find(objects, "ExternalSecret", "querygate-database");
+  assert.is(external.spec.target.name, "querygate-database", "DATABASE_URL comes from Secrets Manager");
 });
 
-it("secrets come only from generators: the dev defaults in base and minikube, the user's files in aws", () => {
-  // Sources: no Secret manifests, no literals; files only from dev-defaults/ (base) or gitignored secrets/.
+/** Each Secret an ExternalSecret makes, by name, with its keys. */
+function externalSecrets(objects: K8sObject[]): Map<string, string[]> {
+  return new Map(
+    objects
+      .filter((o) => o.kind === "ExternalSecret")
+      .map((o) => [
+        o.spec.target.name as string,
+        (o.spec.data as Array<{ secretKey: string }>).map((d) => d.secretKey),
+      ]),
+  );
+}
+
+it("the aws overlay builds on a fresh clone with no local files", () => {
+  const files = cloneFiles();
+  assert.ok(files.includes("kustomize/overlays/aws/kustomization.yaml"), "the clone holds the aws overlay");
+  for (const file of files) {
+    const ignored = spawnSync("git", ["check-ignore", "-q", "--no-index", file], { cwd: repo });
+    assert.is.not(ignored.status, 0, `${file} is gitignored, so a fresh clone does not have it`);
+  }
+  const dir = freshClone();
+  try {
+    for (const name of AWS_BUILDS) {
+      let failure = "";
+      try {
+        kustomizeBuild(join(dir, "kustomize", BUILDS[name]));
+      } catch (error) {
+        failure = String((error as { stderr?: string }).stderr ?? error);
+      }
+      assert.is(failure, "", `${name} does not build from a fresh clone`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it("no committed secret value reaches an aws build", () => {
+  // Sources: no Secret manifests, no literals, generators only for the base's documented dev defaults.
   for (const file of walk(kustomizeDir).filter((f) => /\.ya?ml$/.test(f))) {
     const where = relative(repo, file);
     for (const doc of parseAllDocuments(readFileSync(file, "utf8"))) {
       const value = doc.toJS() as Record<string, unknown> | null;
       if (!value) continue;
-      assert.is.not(value.kind, "Secret", `${where}: write no Secret in YAML; use a secretGenerator`);
+      assert.is.not(value.kind, "Secret", `${where}: write no Secret in YAML`);
       const generators = (value.secretGenerator ?? []) as Array<Record<string, string[] | undefined>>;
       for (const generator of generators) {
         assert.not.ok(generator.literals?.length, `${where}: secretGenerator literals`);
+        assert.is(where, join("kustomize", "base", "kustomization.yaml"), `${where}: a secretGenerator`);
         for (const source of [...(generator.envs ?? []), ...(generator.files ?? [])]) {
           const path = source.includes("=") ? source.slice(source.indexOf("=") + 1) : source;
-          const full = join(dirname(file), path);
-          if (where === join("kustomize", "base", "kustomization.yaml")) {
-            assert.ok(path.startsWith("dev-defaults/"), `${where}: ${path} is not a documented dev default`);
-            continue;
-          }
-          assert.ok(path.startsWith("secrets/"), `${where}: ${path} must live in secrets/`);
-          assert.ok(existsSync(`${full}.example`), `${where}: ${path} has no ${path}.example`);
-          const ignored = spawnSync("git", ["check-ignore", "-q", "--no-index", relative(repo, full)], {
-            cwd: repo,
-          });
-          assert.is(ignored.status, 0, `${where}: ${path} is not gitignored`);
+          assert.ok(path.startsWith("dev-defaults/"), `${where}: ${path} is not a documented dev default`);
         }
       }
     }
@@ -896,65 +1023,197 @@ it("secrets come only from generators: the dev defaults in base and minikube, th
   const devKeys = readFileSync(join(kustomizeDir, "base/dev-defaults/api-keys.json"), "utf8");
   const devPassword = devDatabase.POSTGRES_PASSWORD as string;
   const devHash = (JSON.parse(devKeys) as Array<{ sha256: string }>)[0]?.sha256 as string;
-  const exampleDatabase = readEnvFile(join(kustomizeDir, "overlays/aws/secrets/database.env.example"));
-  const exampleKeys = readEnvFile(join(kustomizeDir, "overlays/aws/secrets/api-keys.env.example"));
-  assert.match(exampleDatabase.POSTGRES_PASSWORD ?? "", /CHANGE_ME/, "the example password is a placeholder");
 
-  for (const [name, objects] of builds()) {
-    const secrets = objects.filter((o) => o.kind === "Secret");
-    assert.equal(
-      secrets.map((s) => s.metadata.name.replace(/-[a-z0-9]{10}$/, "")).sort(),
-      ["querygate-auth", "querygate-database"],
-      `${name}: generated Secrets (name + content hash)`,
-    );
-    for (const secret of secrets) assert.not.ok(secret.stringData, `${name}: ${id(secret)} has stringData`);
+  for (const name of ["base", "minikube"] as const) {
+    const secrets = objectsOf(name).filter((o) => o.kind === "Secret");
     const database = decodeSecret(
-      secrets.find((s) => s.metadata.name.startsWith("querygate-database")) as K8sObject,
+      secrets.find((s) => s.metadata.name.startsWith("querygate-database-")) as K8sObject,
     );
-    const auth = decodeSecret(secrets.find((s) => s.metadata.name.startsWith("querygate-auth")) as K8sObject);
-    if (name === "base" || name === "minikube") {
-      assert.equal(database, devDatabase, `${name}: the documented dev database credentials`);
-      assert.is(auth["api-keys.json"], devKeys, `${name}: the documented dev API key`);
-    } else {
-      assert.equal(database, exampleDatabase, `${name}: database credentials from secrets/database.env`);
-      assert.equal(auth, exampleKeys, `${name}: API keys from secrets/api-keys.env`);
-      const everything = JSON.stringify(objects);
-      for (const value of Object.values({ ...database, ...auth }))
-        assert.ok(!value.includes(devPassword) && !value.includes(devHash), `${name}: a dev default leaked`);
-      assert.not.ok(
-        everything.includes(Buffer.from(devPassword).toString("base64")),
-        `${name}: dev password`,
-      );
+    const auth = decodeSecret(
+      secrets.find((s) => s.metadata.name.startsWith("querygate-auth-")) as K8sObject,
+    );
+    assert.equal(database, devDatabase, `${name}: the documented dev database credentials`);
+    assert.is(auth["api-keys.json"], devKeys, `${name}: the documented dev API key`);
+  }
+
+  const expected = {
+    aws: { "querygate-auth": ["api-keys.json"], "querygate-db-authenticator": ["username", "password"] },
+    "aws-rds": { "querygate-auth": ["api-keys.json"], "querygate-database": ["DATABASE_URL"] },
+  };
+  for (const name of AWS_BUILDS) {
+    const objects = objectsOf(name);
+    assert.equal(
+      objects.filter((o) => o.kind === "Secret").map(id),
+      [],
+      `${name}: a Secret with values reaches the build`,
+    );
+    assert.equal(Object.fromEntries(externalSecrets(objects)), expected[name], `${name}: ExternalSecrets`);
+    for (const external of objects.filter((o) => o.kind === "ExternalSecret")) {
+      assert.is(external.spec.secretStoreRef.kind, "ClusterSecretStore", `${name}: ${id(external)} store`);
+      assert.is(external.spec.secretStoreRef.name, "aws-secrets-manager", `${name}: ${id(external)} store`);
     }
-    const keys = JSON.parse(auth["api-keys.json"] ?? "null") as unknown;
-    assert.ok(Array.isArray(keys) && keys.length > 0, `${name}: api-keys.json is a non-empty JSON array`);
-    for (const key of keys as Array<Record<string, unknown>>) {
-      assert.type(key.name, "string", `${name}: api key name`);
-      assert.match(String(key.sha256), /^[0-9a-f]{64}$/, `${name}: api key sha256`);
-      assert.type(key.role, "string", `${name}: api key role`);
-      assert.type(key.readOnly, "boolean", `${name}: api key readOnly`);
-    }
+    const everything = JSON.stringify(objects);
+    for (const leak of [
+      devPassword,
+      devHash,
+      Buffer.from(devPassword).toString("base64"),
+      "querygate-dev-token",
+    ])
+      assert.not.ok(everything.includes(leak), `${name}: a dev default (${leak.slice(0, 6)}...) leaked`);
   }
 });
 
-it("the aws overlays refuse to build until the user's secrets files exist", () => {
-  const dir = stagedCopy(false);
-  try {
-    for (const name of AWS_BUILDS) {
-      let failure = "";
-      try {
-        kustomizeBuild(join(dir, "kustomize", BUILDS[name]));
-      } catch (error) {
-        failure = String((error as { stderr?: string }).stderr ?? error);
+it("a pod whose Secret is missing stays unready: no secretKeyRef or Secret volume is optional", () => {
+  for (const [name, objects] of builds())
+    for (const w of workloads(objects))
+      for (const c of w.containers) {
+        for (const e of c.env ?? [])
+          assert.not.ok(e.valueFrom?.secretKeyRef?.optional, `${name}: ${w.name} env ${e.name} is optional`);
+        for (const v of w.template.spec?.volumes ?? [])
+          assert.not.ok(v.secret?.optional, `${name}: ${w.name} volume ${v.name} is optional`);
       }
-      assert.match(
-        failure,
-        /secrets\/database\.env|secrets\/api-keys\.env/,
-        `${name}: built without secrets`,
-      );
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+});
+
+// ---------------------------------------------------------------- CloudNativePG
+
+const cnpgObjects = () => objectsOf("aws").filter((o) => o.apiVersion === "postgresql.cnpg.io/v1");
+
+it("every CloudNativePG object matches the vendored schema", () => {
+  const objects = cnpgObjects();
+  assert.equal(objects.map(id).sort(), ["Cluster/querygate-db", "Pooler/querygate-db-pooler-rw"]);
+  for (const object of objects)
+    assert.equal(cnpgErrors(object, object.kind as "Cluster" | "Pooler"), [], `${id(object)} is invalid`);
+});
+
+it("the vendored CloudNativePG schemas refuse unknown and misspelt fields at every level", () => {
+  const cluster = find(cnpgObjects(), "Cluster", "querygate-db");
+  const pooler = find(cnpgObjects(), "Pooler", "querygate-db-pooler-rw");
+  const withField = (object: K8sObject, path: string[], field: string): K8sObject => {
+    const copy = structuredClone(object);
+    // biome-ignore lint/suspicious/noExplicitAny: walking a parsed object
+    let at: any = copy;
+    for (const step of path) at = at[step];
+    at[field] = true;
+    return copy;
+  };
+  const cases: Array<[K8sObject, string[], string]> = [
+    [cluster, [], "status"],
+    [cluster, ["spec"], "instance"],
+    [cluster, ["spec", "storage"], "storageClassName"],
+    [cluster, ["spec", "affinity"], "topologySpreadConstraints"],
+    [cluster, ["spec", "bootstrap", "initdb"], "password"],
+    [cluster, ["spec", "postgresql"], "max_connections"],
+    [cluster, ["spec", "postgresql", "synchronous"], "replicas"],
+    [cluster, ["spec", "managed", "roles", "0"], "noinherit"],
+    [cluster, ["spec", "managed", "roles", "0", "passwordSecret"], "key"],
+    [pooler, ["spec"], "poolMode"],
+    [pooler, ["spec", "pgbouncer"], "pool_mode"],
+    [pooler, ["spec", "cluster"], "namespace"],
+  ];
+  for (const [object, path, field] of cases) {
+    const errors = cnpgErrors(withField(object, path, field), object.kind as "Cluster" | "Pooler");
+    assert.ok(
+      errors.some((e) => e.includes(field)),
+      `${id(object)}: ${[...path, field].join(".")} was accepted (${errors.join("; ") || "no error"})`,
+    );
+  }
+  // Values are checked too, not only names.
+  const wrongMode = structuredClone(pooler);
+  wrongMode.spec.pgbouncer.poolMode = "statement";
+  assert.ok(cnpgErrors(wrongMode, "Pooler").length > 0, "poolMode statement was accepted");
+});
+
+it("aws runs three CloudNativePG instances spread over zones, with the README's roles", () => {
+  const objects = objectsOf("aws");
+  assert.not.ok(
+    objects.some((o) => o.kind === "StatefulSet" || o.metadata.name.startsWith("postgres")),
+    "the in-cluster StatefulSet is still in the aws build",
+  );
+  const cluster = find(objects, "Cluster", "querygate-db").spec;
+  assert.is(cluster.instances, 3);
+  assert.is(cluster.affinity.topologyKey, "topology.kubernetes.io/zone");
+  assert.is(cluster.affinity.enablePodAntiAffinity, true);
+  assert.ok(cluster.storage.size, "storage size");
+  assert.equal(cluster.bootstrap.initdb, { database: "querygate", owner: "querygate" });
+  assert.ok(cluster.postgresql.parameters.max_connections, "postgresql.parameters");
+  const roles = Object.fromEntries(
+    (cluster.managed.roles as Array<Record<string, unknown>>).map((r) => [r.name, r]),
+  );
+  assert.equal(Object.keys(roles).sort(), ["authenticator", "ingest", "reporting"]);
+  assert.is(roles.authenticator?.login, true, "authenticator logs in");
+  assert.is(roles.authenticator?.inherit, false, "authenticator is NOINHERIT");
+  assert.equal(
+    roles.authenticator?.inRoles,
+    ["reporting", "ingest"],
+    "authenticator may switch to the callers",
+  );
+  for (const caller of ["reporting", "ingest"])
+    assert.is(roles[caller]?.login, false, `${caller} is NOLOGIN`);
+  assert.ok(
+    readFileSync(join(repo, "README.md"), "utf8").includes(
+      "create role authenticator login password 'change-me' noinherit;",
+    ),
+    "the README's worked example these roles follow",
+  );
+  // The minikube overlay stays light: the single StatefulSet, no operator needed.
+  assert.not.ok(
+    objectsOf("minikube").some((o) => o.apiVersion === "postgresql.cnpg.io/v1"),
+    "minikube",
+  );
+  assert.ok(workload(objectsOf("minikube"), "postgres"), "minikube keeps its StatefulSet");
+});
+
+it("query-grpc in the aws overlay reaches the database through the PgBouncer pooler", () => {
+  const objects = objectsOf("aws");
+  const cluster = find(objects, "Cluster", "querygate-db");
+  const pooler = find(objects, "Pooler", "querygate-db-pooler-rw");
+  assert.is(pooler.spec.cluster.name, cluster.metadata.name);
+  assert.is(pooler.spec.type, "rw");
+  assert.is(pooler.spec.pgbouncer.poolMode, "transaction");
+  assert.is(pooler.spec.instances, 2);
+
+  const grpc = container(workload(objects, "query-grpc"));
+  const env = grpc.env ?? [];
+  const url = new URL(envValue(grpc, "DATABASE_URL") ?? "");
+  assert.is(
+    url.hostname,
+    `${pooler.metadata.name}.${pooler.metadata.namespace}.svc`,
+    "host is the pooler's Service",
+  );
+  assert.is(url.port, "5432");
+  assert.is(url.pathname, `/${cluster.spec.bootstrap.initdb.database}`);
+  assert.is(url.username, "$(DATABASE_USER)");
+  assert.is(url.password, "$(DATABASE_PASSWORD)");
+  const authenticator = (
+    cluster.spec.managed.roles as Array<{ name: string; passwordSecret?: { name: string } }>
+  ).find((r) => r.name === "authenticator");
+  const position = (n: string) => env.findIndex((e) => e.name === n);
+  for (const [variable, key] of [
+    ["DATABASE_USER", "username"],
+    ["DATABASE_PASSWORD", "password"],
+  ] as const) {
+    const ref = env.find((e) => e.name === variable)?.valueFrom?.secretKeyRef;
+    assert.is(ref?.name, authenticator?.passwordSecret?.name, `${variable} from the managed role's Secret`);
+    assert.is(ref?.key, key, `${variable} key`);
+    assert.ok(
+      position(variable) < position("DATABASE_URL"),
+      `${variable} is defined before DATABASE_URL uses it`,
+    );
+  }
+
+  const { pods, cnpg, others } = partiesOf(objects);
+  const queryGrpc = pods.get("query-grpc") as Party;
+  const poolerPod = cnpg.get(pooler.metadata.name) as Party;
+  const instance = cnpg.get(cluster.metadata.name) as Party;
+  const operator = cnpg.get("operator") as Party;
+  assert.ok(connectionAllowed(objects, queryGrpc, poolerPod, 5432), "query-grpc -> pooler:5432");
+  assert.not.ok(connectionAllowed(objects, queryGrpc, instance, 5432), "query-grpc bypasses the pooler");
+  assert.ok(connectionAllowed(objects, poolerPod, instance, 5432), "pooler -> instances:5432");
+  assert.ok(connectionAllowed(objects, instance, instance, 5432), "replication between instances");
+  assert.ok(ingressAllowed(objects, operator, instance, 8000), "the operator reaches the instance manager");
+  for (const from of [...others, pods.get("http-bridge") as Party]) {
+    assert.not.ok(ingressAllowed(objects, from, poolerPod, 5432), `${from.what} -> pooler:5432`);
+    assert.not.ok(ingressAllowed(objects, from, instance, 5432), `${from.what} -> instances:5432`);
   }
 });
 
