@@ -244,6 +244,20 @@ const mistakes: Kind[] = [
     const depth = between(ctx, 10_000, 100_000);
     return { body: `{"query":"select $1::text","params":[${"[".repeat(depth)}1${"]".repeat(depth)}]}` };
   }),
+  // PostgreSQL quotes the whole statement in this error: its trailer once outgrew what clients accept.
+  overHttp("huge unterminated literal", 0.5, "mistake", (ctx) => ({
+    // An even run of quotes after the opening one: every pair is an escaped quote, so the literal never ends.
+    body: json({ query: `select '${"''".repeat(between(ctx, 50_000, 150_000))} as v` }),
+  })),
+  overGrpc("bytes that are not UTF-8 as text", 0.5, "mistake", () => ({
+    request: { sql: "select $1::text", params: [{ bytesValue: Buffer.from([0xff]) }] },
+  })),
+  overHttp("lone surrogate in a parameter", 0.5, "mistake", () => ({
+    body: '{"query":"select $1::text","params":["\\ud800"]}',
+  })),
+  overHttp("too many parameters", 0.5, "mistake", () => ({
+    body: json({ query: "select $1::int", params: Array.from({ length: 65_536 }, () => 1) }),
+  })),
   overHttp("oversized body", 1, "mistake", () => ({
     body: json({ query: `select '${"x".repeat(1_100_000)}'` }),
   })),

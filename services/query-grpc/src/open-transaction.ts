@@ -209,7 +209,13 @@ export class OpenTransaction {
     const guards = this.settings.role === undefined ? [] : [roleGuard(this.settings.role)];
     // A read-only transaction has nothing to commit: ROLLBACK makes sure nothing it did persists.
     const ending = this.settings.readOnly ? "ROLLBACK" : "COMMIT";
-    const exchange = new Exchange([...guards.map((sql): Step => ({ sql })), { sql: ending }]);
+    // DISCARD ALL in the same round trip, so it meets the very session the transaction ran on
+    // (behind a transaction-mode pooler a separate query could land on another).
+    const exchange = new Exchange([
+      ...guards.map((sql): Step => ({ sql })),
+      { sql: ending },
+      ...this.resetSteps(),
+    ]);
     this.client.query(exchange as unknown as pg.QueryConfig);
     let results: StepResult[];
     try {
@@ -227,13 +233,14 @@ export class OpenTransaction {
       throw transactionFailure(error, failedIn, this.settings);
     }
     // PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK.
-    if (results.at(-1)?.commandTag !== ending) {
+    if (results[guards.length]?.commandTag !== ending) {
       this.state = "rolled back";
       throw new QueryFailure("sql", "the transaction was aborted; COMMIT rolled it back", {
         sqlstate: "25P02",
       });
     }
     this.state = "committed";
+    this.sessionReset();
   }
 
   /** Ends the transaction with ROLLBACK. Never fails: a connection that broke rolled back too. */
@@ -249,11 +256,6 @@ export class OpenTransaction {
     if (this.closed) return;
     this.closed = true;
     await this.rollback();
-    // Nothing this transaction's caller took (advisory locks, LISTEN, settings) outlives it.
-    if (this.options.resetSession && !this.broken) {
-      const discard = this.client.query(DISCARD_ALL).then(() => markSessionClean(this.client));
-      if (!(await within(discard, this.options.settleTimeoutMs))) this.broken = true;
-    }
     this.client.off("error", this.onClientError);
     // A connection whose state we cannot vouch for is closed, not reused.
     this.client.release(this.broken ? true : undefined);
@@ -305,7 +307,24 @@ export class OpenTransaction {
   }
 
   private async rollbackWithin(ms: number): Promise<boolean> {
-    return within(this.client.query("ROLLBACK"), ms);
+    const exchange = new Exchange([{ sql: "ROLLBACK" }, ...this.resetSteps()]);
+    this.client.query(exchange as unknown as pg.QueryConfig);
+    return within(
+      exchange.done().then(() => this.sessionReset()),
+      ms,
+    );
+  }
+
+  /**
+   * DISCARD ALL after the transaction ends, so nothing its caller took in
+   * the session (advisory locks, LISTEN, settings, temp tables) outlives it.
+   */
+  private resetSteps(): Step[] {
+    return this.options.resetSession ? [{ sql: DISCARD_ALL }] : [];
+  }
+
+  private sessionReset(): void {
+    if (this.options.resetSession) markSessionClean(this.client);
   }
 }
 

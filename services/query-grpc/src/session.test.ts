@@ -241,6 +241,19 @@ t("a session's settings and temporary tables never reach the next user of its co
   assert.equal(next.rows, [[pid ?? "", defaults.rows[0].s, defaults.rows[0].w, "t"]]);
 });
 
+t("a session advisory lock is released as soon as the session ends, committed or rolled back", async () => {
+  for (const end of [{ commit: {} }, { rollback: {} }]) {
+    const session = new TestSession(client).statement("select pg_advisory_lock(4343)");
+    await session.result();
+    session.send(end);
+    await session.outcome();
+    const held = await admin.query(
+      "select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = 4343",
+    );
+    assert.is(held.rows[0].n, 0, JSON.stringify(end));
+  }
+});
+
 t("begin sets isolation and read only; a write then fails with 25006", async () => {
   const session = new TestSession(client)
     .send({ begin: { isolation: IsolationLevel.ISOLATION_LEVEL_SERIALIZABLE, readOnly: true } })
