@@ -18,6 +18,8 @@ export const SERVER_POOL_SIZE = 2;
 export interface PgBouncer {
   /** postgres:// URL of the test database's superuser, through PgBouncer. */
   readonly url: string;
+  /** The same through PgBouncer's admin console (SHOW POOLS, ...). */
+  readonly adminUrl: string;
   /** Everything PgBouncer logged, for failure messages. */
   log(): string;
 }
@@ -65,6 +67,8 @@ async function start(): Promise<PgBouncer | undefined> {
       "pool_mode = transaction",
       `default_pool_size = ${SERVER_POOL_SIZE}`,
       "max_client_conn = 200",
+      // SHOW POOLS on the admin console tells tests when a client waits for a server connection.
+      `admin_users = ${decodeURIComponent(backend.username)}`,
       // Only what query-grpc does on its connections counts: no reset of PgBouncer's own in between.
       "server_reset_query =",
       "",
@@ -125,7 +129,9 @@ async function start(): Promise<PgBouncer | undefined> {
     await stop();
     throw new Error(`${(error as Error).message}\n${output}`);
   }
-  return { url: url.toString(), log: () => output };
+  const admin = new URL(url);
+  admin.pathname = "/pgbouncer";
+  return { url: url.toString(), adminUrl: admin.toString(), log: () => output };
 }
 
 function osUser(name: string): { uid: number; gid: number } {

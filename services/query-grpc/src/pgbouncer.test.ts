@@ -5,6 +5,7 @@
 // settings, LISTEN, session advisory locks) must be gone for the next one,
 // whichever server connection that is, on success and on failure alike.
 import { status } from "@grpc/grpc-js";
+import pg from "pg";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
@@ -15,10 +16,13 @@ import {
 import { executeBatch, session } from "../../../test/fault-calls.js";
 import {
   adminClient,
+  atEnd,
+  eventually,
   execute,
   executeError,
   type GatheredError,
   grpcClient,
+  runningStatements,
   startGrpc,
 } from "../../../test/helpers.js";
 import { pgbouncer, SERVER_POOL_SIZE } from "../../../test/pgbouncer.js";
@@ -185,12 +189,49 @@ if (bouncer) {
       const busy = Promise.all(
         Array.from({ length: 6 }, () => execute(other, { sql: "select pg_sleep(0.005)" })),
       );
-      const error = await executeError(client, { sql: failing });
-      assert.is(error.error?.sqlstate, "22012");
+      const errors = await Promise.all([client, other, client].map((c) => executeError(c, { sql: failing })));
+      for (const error of errors) assert.is(error.error?.sqlstate, "22012");
       await busy;
       await assertNoTraces("an Execute that failed after taking a session lock");
     }
   });
+
+  t(
+    "a failed Execute resets the server connection it ran on even when another caller takes it first",
+    async () => {
+      // Caller A's Execute takes a session lock on server connection S1, then
+      // fails. While it runs, B holds S2 and C waits for a server: the moment
+      // A's transaction ends, C gets S1, and anything A sends after its ROLLBACK
+      // in a round trip of its own can only run on S2.
+      const failing = executeError(client, {
+        sql: "select pg_advisory_lock(4245), pg_sleep(0.5), 1 / (random() * 0)::int",
+      });
+      await eventually(async () => (await runningStatements(admin, "%4245%")) > 0, 5000, "A's statement");
+      const connect = async (url: string) => {
+        const direct = new pg.Client(url);
+        await direct.connect();
+        atEnd(() => direct.end());
+        return direct;
+      };
+      const b = await connect(bouncer.url);
+      const c = await connect(bouncer.url);
+      const console_ = await connect(bouncer.adminUrl);
+      const holding = b.query("select pg_sleep(1.5)");
+      await eventually(async () => (await runningStatements(admin, "select pg_sleep(1.5)")) > 0, 5000, "B");
+      const waiting = c.query("select pg_sleep(0.2)");
+      await eventually(
+        async () => (await console_.query("show pools")).rows.some((r) => Number(r.cl_waiting) > 0),
+        5000,
+        "C to wait for a server connection",
+      );
+      assert.is((await failing).error?.sqlstate, "22012");
+      await Promise.all([holding, waiting]);
+      const locks = await admin.query("select pid from pg_locks where locktype = 'advisory'");
+      // Leave no lock for the tests after this one, whatever happened.
+      for (const { pid } of locks.rows) await admin.query("select pg_terminate_backend($1)", [pid]);
+      assert.is(locks.rows.length, 0, "the failed Execute's session lock outlived it");
+    },
+  );
 
   t("nothing a failed ExecuteBatch or Session took before its error reaches the next request", async () => {
     for (let round = 0; round < ROUNDS; round++) {
