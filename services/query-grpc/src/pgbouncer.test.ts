@@ -200,9 +200,11 @@ if (bouncer) {
     "a failed Execute resets the server connection it ran on even when another caller takes it first",
     async () => {
       // Caller A's Execute takes a session lock on server connection S1, then
-      // fails. While it runs, B holds S2 and C waits for a server: the moment
-      // A's transaction ends, C gets S1, and anything A sends after its ROLLBACK
-      // in a round trip of its own can only run on S2.
+      // fails. While it runs, B holds S2 and C waits for a server, so S1 is
+      // wanted by someone else the moment A's transaction ends. A's ROLLBACK
+      // and DISCARD ALL go out in two round trips (executor.ts rollback()), so
+      // this is where a reset could miss S1. PgBouncer 1.18 gave the DISCARD ALL
+      // S1 again in every run so far: this guards the case, it does not prove the race.
       const failing = executeError(client, {
         sql: "select pg_advisory_lock(4245), pg_sleep(0.5), 1 / (random() * 0)::int",
       });
