@@ -10,6 +10,7 @@ import type { Admission } from "./admission.js";
 import { stopStatement } from "./cancel.js";
 import { type ParamValue, type RawRow, TransactionCursor } from "./cursor.js";
 import { QueryFailure } from "./errors.js";
+import { Exchange } from "./exchange.js";
 import { DISCARD_ALL, markSessionClean, takeSessionClean } from "./session-reset.js";
 import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
 import type { TypeNames } from "./type-names.js";
@@ -194,11 +195,13 @@ async function rollback(
 ): Promise<boolean> {
   const work = (async () => {
     await cursor.finish("ROLLBACK").catch(() => {});
-    await client.query("ROLLBACK");
-    if (reset) {
-      await client.query(DISCARD_ALL);
-      markSessionClean(client);
-    }
+    // ROLLBACK and DISCARD ALL in one round trip: behind a transaction-mode
+    // pooler a second round trip could reach another server connection and
+    // leave this one's advisory locks and prepared statements in place.
+    const ending = new Exchange([{ sql: "ROLLBACK" }, ...(reset ? [{ sql: DISCARD_ALL }] : [])]);
+    client.query(ending as unknown as pg.QueryConfig);
+    await ending.done();
+    if (reset) markSessionClean(client);
   })();
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<false>((resolve) => {

@@ -202,9 +202,8 @@ if (bouncer) {
       // Caller A's Execute takes a session lock on server connection S1, then
       // fails. While it runs, B holds S2 and C waits for a server, so S1 is
       // wanted by someone else the moment A's transaction ends. A's ROLLBACK
-      // and DISCARD ALL go out in two round trips (executor.ts rollback()), so
-      // this is where a reset could miss S1. PgBouncer 1.18 gave the DISCARD ALL
-      // S1 again in every run so far: this guards the case, it does not prove the race.
+      // and DISCARD ALL go out in one round trip (executor.ts rollback()), so
+      // the reset cannot miss S1; two round trips could have.
       const failing = executeError(client, {
         sql: "select pg_advisory_lock(4245), pg_sleep(0.5), 1 / (random() * 0)::int",
       });
