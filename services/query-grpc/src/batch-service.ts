@@ -14,7 +14,7 @@ import type { Caller } from "./auth.js";
 import {
   atStatement,
   cancellation,
-  checkParameterCount,
+  classifyStatement,
   firstValue,
   maxRowsOf,
   requestIdOf,
@@ -77,10 +77,7 @@ async function runBatch(
     classified = [];
     for (const [index, statement] of statements.entries()) {
       try {
-        if (!statement.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
-        const classification = await deps.parser.classify(statement.sql, allowed);
-        checkParameterCount(classification, statement.params.length);
-        classified.push(classification);
+        classified.push(await classifyStatement(deps.parser, statement, allowed));
       } catch (error) {
         throw atStatement(index, error);
       }

@@ -14,7 +14,9 @@ import type { Caller } from "./auth.js";
 import type { Classification } from "./classify.js";
 import type { ParamValue } from "./cursor.js";
 import { asFailure, QueryFailure } from "./errors.js";
+import type { SqlParser } from "./parser.js";
 import type { QueryServiceLimits } from "./query-service.js";
+import type { StatementKind } from "./statement-kinds.js";
 import type { IsolationLevel as SqlIsolation, TransactionSettings } from "./transaction.js";
 
 /** The caller's x-request-id when it is a sane token, else a new one. */
@@ -103,11 +105,26 @@ export function maxRowsOf(statement: Statement, options: TransactionOptions | un
 export const MAX_PARAMETERS = 65535;
 
 /**
+ * A call's statement, classified before anything runs: not empty, of a kind
+ * the caller may run, and given exactly the parameters it takes.
+ */
+export async function classifyStatement(
+  parser: SqlParser,
+  statement: { sql: string; params: unknown[] },
+  allowed: ReadonlySet<StatementKind>,
+): Promise<Classification> {
+  if (!statement.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
+  const classification = await parser.classify(statement.sql, allowed);
+  checkParameterCount(classification, statement.params.length);
+  return classification;
+}
+
+/**
  * PostgreSQL wants exactly as many values as the statement's highest $n; it
  * reports a mismatch as a protocol violation (08P01), which reads like a
  * connection failure. Checked here, it is the caller's mistake it is.
  */
-export function checkParameterCount(classification: Classification, given: number): void {
+function checkParameterCount(classification: Classification, given: number): void {
   if (given > MAX_PARAMETERS) {
     throw new QueryFailure(
       "sql",

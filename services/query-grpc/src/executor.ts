@@ -10,8 +10,7 @@ import type { Admission } from "./admission.js";
 import { stopStatement } from "./cancel.js";
 import { type ParamValue, type RawRow, TransactionCursor } from "./cursor.js";
 import { QueryFailure } from "./errors.js";
-import { Exchange } from "./exchange.js";
-import { DISCARD_ALL, markSessionClean, takeSessionClean } from "./session-reset.js";
+import { DISCARD_ALL, markSessionClean, rollbackAndReset, takeSessionClean } from "./session-reset.js";
 import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
 import type { TypeNames } from "./type-names.js";
 
@@ -148,7 +147,10 @@ export class Executor {
         serverTimeMs: performance.now() - started,
       });
     } catch (error) {
-      clean = await rollback(client, cursor, reset, this.options.settleTimeoutMs);
+      const ended = await rollbackAndReset(client, reset, this.options.settleTimeoutMs, () =>
+        cursor.finish("ROLLBACK"),
+      );
+      clean = ended.settled && ended.ok;
       // A failure once COMMIT went out says more than the caller's cancel: it may have committed.
       const failure = transactionFailure(error, cursor.failedIn, request);
       if (failure.kind === "commit_unknown") throw failure;
@@ -183,37 +185,6 @@ export class Executor {
       throw signal.reason;
     }
     return client;
-  }
-}
-
-/** Returns true when the connection is idle again (within `ms`) and fit for reuse. */
-async function rollback(
-  client: pg.PoolClient,
-  cursor: TransactionCursor,
-  reset: boolean,
-  ms: number,
-): Promise<boolean> {
-  const work = (async () => {
-    await cursor.finish("ROLLBACK").catch(() => {});
-    // ROLLBACK and DISCARD ALL in one round trip: behind a transaction-mode
-    // pooler a second round trip could reach another server connection and
-    // leave this one's advisory locks and prepared statements in place.
-    const ending = new Exchange([{ sql: "ROLLBACK" }, ...(reset ? [{ sql: DISCARD_ALL }] : [])]);
-    client.query(ending as unknown as pg.QueryConfig);
-    await ending.done();
-    if (reset) markSessionClean(client);
-  })();
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([work.then(() => true), timedOut]);
-  } catch {
-    return false;
-  } finally {
-    clearTimeout(timer);
-    work.catch(() => {});
   }
 }
 

@@ -13,7 +13,7 @@ import type { ParamValue } from "./cursor.js";
 import { isServerError, QueryFailure } from "./errors.js";
 import { Exchange, type Step, type StepResult } from "./exchange.js";
 import { affectedRows, commandOf, toRow } from "./executor.js";
-import { DISCARD_ALL, markSessionClean, takeSessionClean } from "./session-reset.js";
+import { DISCARD_ALL, markSessionClean, rollbackAndReset, takeSessionClean } from "./session-reset.js";
 import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
 import type { TypeNames } from "./type-names.js";
 
@@ -246,7 +246,12 @@ export class OpenTransaction {
   /** Ends the transaction with ROLLBACK. Never fails: a connection that broke rolled back too. */
   async rollback(): Promise<void> {
     if (this.state === "open" && !this.broken) {
-      if (!(await this.rollbackWithin(this.options.settleTimeoutMs))) this.broken = true;
+      const { settled } = await rollbackAndReset(
+        this.client,
+        this.options.resetSession,
+        this.options.settleTimeoutMs,
+      );
+      if (!settled) this.broken = true;
     }
     this.state = "rolled back";
   }
@@ -306,15 +311,6 @@ export class OpenTransaction {
     }
   }
 
-  private async rollbackWithin(ms: number): Promise<boolean> {
-    const exchange = new Exchange([{ sql: "ROLLBACK" }, ...this.resetSteps()]);
-    this.client.query(exchange as unknown as pg.QueryConfig);
-    return within(
-      exchange.done().then(() => this.sessionReset()),
-      ms,
-    );
-  }
-
   /**
    * DISCARD ALL after the transaction ends, so nothing its caller took in
    * the session (advisory locks, LISTEN, settings, temp tables) outlives it.
@@ -336,21 +332,4 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener("abort", onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
-}
-
-/** True if `work` settles (either way) within `ms`; a straggler's rejection is swallowed. */
-async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const settled = work.then(
-    () => true,
-    () => true,
-  );
-  const timedOut = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([settled, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

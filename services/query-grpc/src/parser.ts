@@ -43,8 +43,6 @@ export class SqlParser {
   private nextId = 0;
   private lastSpawnFailure = 0;
   private readonly cache = new Map<string, Cached>();
-  /** Workers replaced because a statement broke or stalled one (for tests and metrics). */
-  replaced = 0;
 
   constructor(private readonly options: ParserOptions) {}
 
@@ -183,7 +181,6 @@ export class SqlParser {
   private replace(worker: Worker, why: string): void {
     if (worker !== this.worker) return;
     this.worker = undefined;
-    this.replaced++;
     clearTimeout(this.timer);
     worker.removeAllListeners();
     worker.on("error", () => {});

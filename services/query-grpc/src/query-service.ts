@@ -7,7 +7,7 @@ import type {
 import type { Logger } from "../../shared/src/logger.js";
 import type { Authenticator, Caller } from "./auth.js";
 import { executeBatchHandler } from "./batch-service.js";
-import { checkParameterCount, firstValue, requestIdOf, toParam } from "./call-context.js";
+import { classifyStatement, firstValue, requestIdOf, toParam } from "./call-context.js";
 import type { Classification } from "./classify.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "./errors.js";
 import type { Executor, ResultWriter, StatementRequest } from "./executor.js";
@@ -86,9 +86,7 @@ async function handleExecute(
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
     refuseBadEncoding(call.request);
-    if (!call.request.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
-    classification = await deps.parser.classify(call.request.sql, caller.statements);
-    checkParameterCount(classification, call.request.params.length);
+    classification = await classifyStatement(deps.parser, call.request, caller.statements);
     const request = toStatementRequest(call.request, caller, requestId, deps.limits, call.getDeadline());
     timer = setTimeout(() => {
       const failure = new QueryFailure("timeout", `statement exceeded its ${request.timeoutMs} ms timeout`);

@@ -20,7 +20,7 @@ import type { Caller } from "./auth.js";
 import {
   atStatement,
   cancellation,
-  checkParameterCount,
+  classifyStatement,
   firstValue,
   maxRowsOf,
   requestIdOf,
@@ -130,9 +130,7 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
         const index = statements++;
         const statement = message.statement;
         try {
-          if (!statement.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
-          const classification = await deps.parser.classify(statement.sql, caller.statements);
-          checkParameterCount(classification, statement.params.length);
+          const classification = await classifyStatement(deps.parser, statement, caller.statements);
           for (const kind of classification.kinds) kinds.add(kind);
           const deadline = call.getDeadline();
           transaction ??= await deps.transactionRpcs.transactions.open(
