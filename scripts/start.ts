@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { loadConfig as loadBridgeConfig } from "../services/http-bridge/src/config.js";
 import { startBridge } from "../services/http-bridge/src/server.js";
 import { loadConfig as loadGrpcConfig } from "../services/query-grpc/src/config.js";
-import { startQueryGrpc } from "../services/query-grpc/src/server.js";
+import { startQueryGrpc } from "../services/query-grpc/src/grpc/server.js";
 import { ConfigError } from "../services/shared/src/config.js";
 import { createLogger } from "../services/shared/src/logger.js";
 import { EmbeddedPostgresError } from "./embedded-postgres-error.js";

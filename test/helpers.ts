@@ -47,7 +47,7 @@ import {
   type ResultFooter,
 } from "../proto/gen/querygate/v1/query.js";
 import { loadConfig } from "../services/query-grpc/src/config.js";
-import { type QueryGrpcServer, startQueryGrpc } from "../services/query-grpc/src/server.js";
+import { type QueryGrpcServer, startQueryGrpc } from "../services/query-grpc/src/grpc/server.js";
 import { createLogger, type Logger } from "../services/shared/src/logger.js";
 
 export const silentLogger = createLogger("test", process.env.TEST_LOG_LEVEL ?? "silent");

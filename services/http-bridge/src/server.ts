@@ -3,10 +3,10 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Logger } from "../../shared/src/logger.js";
-import { createApp } from "./app.js";
 import type { BridgeConfig } from "./config.js";
 import { BridgeMetrics } from "./metrics.js";
-import { createUpstream } from "./upstream.js";
+import { createApp } from "./routes/app.js";
+import { createUpstream } from "./upstream/grpc-client.js";
 
 export interface BridgeServer {
   readonly port: number;

@@ -1,6 +1,5 @@
 import { z } from "zod";
 import { env, isLoopback, parseConfig } from "../../shared/src/config.js";
-import { credentialsConfigured } from "./credentials.js";
 import { DEFAULT_STATEMENT_KINDS, STATEMENT_KINDS } from "./statement-kinds.js";
 
 const schema = z
@@ -108,4 +107,15 @@ export type QueryGrpcConfig = z.infer<typeof schema>;
 
 export function loadConfig(source: Record<string, string | undefined>): Readonly<QueryGrpcConfig> {
   return parseConfig(schema, source);
+}
+
+/** True when any credential is configured: callers must then authenticate. */
+export function credentialsConfigured(
+  sources: Partial<
+    Record<"API_KEYS_FILE" | "JWT_SECRET_FILE" | "JWT_PUBLIC_KEY_FILE" | "JWT_JWKS_FILE", string | undefined>
+  >,
+): boolean {
+  return Boolean(
+    sources.API_KEYS_FILE || sources.JWT_SECRET_FILE || sources.JWT_PUBLIC_KEY_FILE || sources.JWT_JWKS_FILE,
+  );
 }

@@ -4,7 +4,6 @@
 import type pg from "pg";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { createRegistry, LATENCY_BUCKETS } from "../../shared/src/metrics.js";
-import type { Admission } from "./admission.js";
 
 export type CancelReason = "client" | "deadline" | "timeout" | "shutdown";
 
@@ -17,7 +16,7 @@ export class QueryMetrics {
   readonly cancellations: Counter<"reason">;
   readonly sessions: Gauge;
 
-  constructor(pool: pg.Pool, admission: Admission) {
+  constructor(pool: pg.Pool, admission: { readonly waiting: number }) {
     const registry = createRegistry("query-grpc");
     this.registry = registry;
     this.calls = new Counter({

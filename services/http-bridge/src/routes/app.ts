@@ -1,0 +1,246 @@
+// The HTTP bridge: POST /query JSON ⇄ querygate.v1.QueryService/Execute.
+// It translates and streams; it holds no database connection and decides
+// nothing about who may run what (query-grpc does).
+//
+// request → check body → translate → call gRPC (credentials passed through)
+//         → encode rows as JSON → write (buffered JSON, or NDJSON as rows arrive)
+import { randomUUID } from "node:crypto";
+import { Metadata, type ServiceError } from "@grpc/grpc-js";
+import { type Context, Hono } from "hono";
+import { stream } from "hono/streaming";
+import type {
+  Column,
+  ExecuteRequest,
+  ExecuteResponse,
+  QueryServiceClient,
+  ResultFooter,
+} from "../../../../proto/gen/querygate/v1/query.js";
+import type { Logger } from "../../../shared/src/logger.js";
+import { rowEncoder } from "../encoders/json.js";
+import { fromGrpcError, type HttpError, requestError } from "../errors.js";
+import type { BridgeMetrics } from "../metrics.js";
+import { type BodyBindings, parseBody, readBody } from "../request/body.js";
+import { queryBody, toExecuteRequest } from "../request/query-request.js";
+import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
+import { executeBatch, isBatchBody } from "./batch.js";
+
+export interface BridgeDeps {
+  upstream: QueryServiceClient;
+  logger: Logger;
+  metrics: BridgeMetrics;
+  maxBodyBytes: number;
+  maxJsonResponseBytes: number;
+  /** False once shutdown began: /readyz fails so no new traffic is routed here. */
+  ready: () => boolean;
+}
+
+const NDJSON = "application/x-ndjson";
+
+/** Set by the first middleware: the caller's x-request-id, or a fresh one. */
+type BridgeEnv = BodyBindings & { Variables: { requestId: string } };
+
+export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
+  const app = new Hono<BridgeEnv>();
+
+  // Before bodyLimit and routing, so 413s and 404s carry the id too.
+  app.use(async (c, next) => {
+    const requestId = requestIdOf(c.req.header("x-request-id"));
+    c.set("requestId", requestId);
+    c.header("x-request-id", requestId);
+    await next();
+  });
+
+  app.get("/", (c) => c.json({ status: "ok", service: "querygate" }));
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/metrics", async (c) =>
+    c.body(await deps.metrics.registry.metrics(), 200, { "content-type": deps.metrics.registry.contentType }),
+  );
+  app.get("/readyz", (c) =>
+    deps.ready() ? c.json({ status: "ready" }) : c.json({ status: "draining" }, 503),
+  );
+
+  app.post("/query", async (c) => {
+    const requestId = c.get("requestId");
+    const bytes = await readBody(c, deps.maxBodyBytes);
+    if (!bytes) {
+      // The rest of the body was not read: this connection cannot carry another request.
+      c.header("connection", "close");
+      return sendError(
+        c,
+        requestError(413, "body_too_large", `request body exceeds ${deps.maxBodyBytes} bytes`),
+      );
+    }
+    if (!acceptsBodyOf(c.req.header("content-type"))) {
+      return sendError(
+        c,
+        requestError(
+          415,
+          "unsupported_media_type",
+          "send the request body as JSON with content-type: application/json",
+        ),
+      );
+    }
+    const body = parseBody(bytes);
+    if ("error" in body) return sendError(c, body.error);
+    const { json } = body;
+    if (isBatchBody(json)) return executeBatch(c, deps.upstream, json, requestId);
+    const parsed = queryBody.safeParse(json);
+    if (!parsed.success) {
+      const message = parsed.error.issues
+        .map((i) => `${i.path.join(".") || "body"}: ${i.message}`)
+        .join("; ");
+      return sendError(c, requestError(400, "invalid_request", message));
+    }
+
+    const metadata = new Metadata();
+    const authorization = c.req.header("authorization");
+    if (authorization) metadata.set("authorization", authorization);
+    metadata.set("x-request-id", requestId);
+
+    const request = toExecuteRequest(parsed.data);
+    const wantsNdjson = (c.req.header("accept") ?? "").includes(NDJSON);
+    return wantsNdjson ? streamNdjson(c, deps, request, metadata) : bufferedJson(c, deps, request, metadata);
+  });
+
+  app.notFound((c) =>
+    sendError(c, requestError(404, "not_found", `no route for ${c.req.method} ${c.req.path}`)),
+  );
+  app.onError((error, c) => {
+    deps.logger.error({ err: error }, "unhandled error in bridge");
+    return c.json({ error: { code: "internal", message: "internal error", grpcStatus: "INTERNAL" } }, 500);
+  });
+  return app;
+}
+
+/**
+ * The caller's id when it is a sane token, else a fresh one. Same rule as
+ * query-grpc, so the id echoed here is the one in its logs and in
+ * pg_stat_activity; and gRPC metadata refuses non-ASCII values outright.
+ */
+function requestIdOf(given: string | undefined): string {
+  return given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID();
+}
+
+/**
+ * The original tool read the body as JSON whatever its content-type, and its
+ * users (and `curl -d`, which sends application/x-www-form-urlencoded) rely on
+ * that: accept no content-type, JSON, or curl's default; refuse only other
+ * explicit types, which are a client sending something else by mistake.
+ */
+function acceptsBodyOf(contentType: string | undefined): boolean {
+  const mediaType = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+  return (
+    mediaType === "" || mediaType === "application/json" || mediaType === "application/x-www-form-urlencoded"
+  );
+}
+
+function sendError(c: Context, error: HttpError): Response {
+  for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
+  return c.json(error.body, error.status as 400);
+}
+
+function columnsJson(columns: Column[]): string {
+  return JSON.stringify(columns.map((col) => ({ name: col.name, type: col.typeName, typeOid: col.typeOid })));
+}
+
+function footerFields(footer: ResultFooter): string {
+  const truncated = footer.truncated ? `,"truncated":true` : "";
+  return `"command":${JSON.stringify(footer.command)},"rowCount":${footer.rowCount}${truncated}`;
+}
+
+/** Starts the gRPC call and cancels it (and so the statement) if the HTTP client goes away. */
+function startCall(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
+  const call = deps.upstream.execute(request, metadata);
+  cancelWhenClientLeaves(c.req.raw.signal, call);
+  return call;
+}
+
+/** The original tool's shape: {"result": [rows] | "OK", "columns", "command", "rowCount"}. */
+async function bufferedJson(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
+  const call = startCall(c, deps, request, metadata);
+  let columns: Column[] = [];
+  let encoder = rowEncoder([]);
+  const rows: string[] = [];
+  let bytes = 0;
+  let footer: ResultFooter | undefined;
+  try {
+    for await (const message of call as AsyncIterable<ExecuteResponse>) {
+      if (message.header) {
+        columns = message.header.columns;
+        encoder = rowEncoder(columns);
+      } else if (message.rows) {
+        for (const row of message.rows.rows) {
+          const json = encoder.object(row.values, row.nullColumns);
+          bytes += json.length + 1;
+          rows.push(json);
+        }
+        deps.metrics.rows.inc({ format: "json" }, message.rows.rows.length);
+        if (bytes > deps.maxJsonResponseBytes) {
+          call.cancel();
+          return sendError(
+            c,
+            requestError(
+              413,
+              "result_too_large",
+              `result exceeds ${deps.maxJsonResponseBytes} bytes of buffered JSON; stream it with accept: ${NDJSON} or page with maxRows`,
+            ),
+          );
+        }
+      } else if (message.footer) {
+        footer = message.footer;
+      }
+    }
+  } catch (error) {
+    return sendError(c, fromGrpcError(error as ServiceError));
+  }
+  if (!footer)
+    return sendError(c, requestError(502, "incomplete_result", "query-grpc ended the result early"));
+  const result = columns.length > 0 ? `[${rows.join(",")}]` : `"OK"`;
+  const body = `{"result":${result},"columns":${columnsJson(columns)},${footerFields(footer)}}`;
+  return c.body(body, 200, { "content-type": "application/json" });
+}
+
+/**
+ * NDJSON: {"header":{"columns":[…]}} first, then {"row":{…}} per row as they
+ * arrive, then {"footer":{…}}. Errors before the header get a normal HTTP
+ * error; an error after it ends the stream with an {"error":{…}} line.
+ */
+async function streamNdjson(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
+  const call = startCall(c, deps, request, metadata);
+  const messages = (call as AsyncIterable<ExecuteResponse>)[Symbol.asyncIterator]();
+  let first: IteratorResult<ExecuteResponse>;
+  try {
+    first = await messages.next();
+  } catch (error) {
+    return sendError(c, fromGrpcError(error as ServiceError));
+  }
+  c.header("content-type", NDJSON);
+  // A client that leaves mid-stream aborts the request's signal, which
+  // startCall listens to; no second listener here (hono's onAbort cannot be
+  // taken back, and would hold the call for as long as the stream object lives).
+  return stream(c, async (out) => {
+    let encoder = rowEncoder([]);
+    let next = first;
+    try {
+      while (!next.done) {
+        const message = next.value;
+        if (message.header) {
+          encoder = rowEncoder(message.header.columns);
+          await out.write(`{"header":{"columns":${columnsJson(message.header.columns)}}}\n`);
+        } else if (message.rows) {
+          let chunk = "";
+          for (const row of message.rows.rows)
+            chunk += `{"row":${encoder.object(row.values, row.nullColumns)}}\n`;
+          deps.metrics.rows.inc({ format: "ndjson" }, message.rows.rows.length);
+          await out.write(chunk);
+        } else if (message.footer) {
+          await out.write(`{"footer":{${footerFields(message.footer)}}}\n`);
+        }
+        next = await messages.next();
+      }
+    } catch (error) {
+      const { body } = fromGrpcError(error as ServiceError);
+      await out.write(`${JSON.stringify(body)}\n`).catch(() => {});
+    }
+  });
+}

@@ -1,0 +1,69 @@
+// The bridge's one gRPC client to query-grpc. With a `dns:///` target naming a
+// Kubernetes headless Service, round_robin keeps a connection to every pod and
+// spreads calls over them (a plain target would pin one HTTP/2 connection to
+// one pod). Retries cover only calls refused before any statement ran.
+import { type ClientReadableStream, type ClientUnaryCall, credentials } from "@grpc/grpc-js";
+import { QueryServiceClient } from "../../../../proto/gen/querygate/v1/query.js";
+
+/**
+ * Why retrying Execute on UNAVAILABLE cannot run a statement twice: grpc-js
+ * retries only while no response headers have arrived, and query-grpc sends
+ * the result header (so the headers) before it commits anything. A call that
+ * fails with no headers — refused while shutting down, no database
+ * connection, no ready replica — ran nothing that could have committed.
+ * ExecuteBatch and Session are left out: they are not covered by that rule.
+ */
+export const SERVICE_CONFIG = {
+  loadBalancingConfig: [{ round_robin: {} }],
+  methodConfig: [
+    {
+      name: [{ service: "querygate.v1.QueryService", method: "Execute" }],
+      retryPolicy: {
+        maxAttempts: 5,
+        initialBackoff: "0.05s",
+        maxBackoff: "1s",
+        backoffMultiplier: 2,
+        retryableStatusCodes: ["UNAVAILABLE"],
+      },
+    },
+  ],
+};
+
+/** PostgreSQL's largest row (1 GiB, its MaxAllocSize) plus room for the message's own framing. */
+export const MAX_RESULT_MESSAGE_BYTES = 1024 * 1024 * 1024 + 16 * 1024 * 1024;
+
+export function createUpstream(target: string): QueryServiceClient {
+  return new QueryServiceClient(target, credentials.createInsecure(), {
+    // Results stream in batches bounded by bytes, but one row is always one
+    // message, and PostgreSQL sends rows of up to 1 GiB: a smaller limit
+    // turned a big value into grpc-js's RESOURCE_EXHAUSTED instead of a
+    // streamed row (NDJSON) or a 413 result_too_large (buffered JSON).
+    "grpc.max_receive_message_length": MAX_RESULT_MESSAGE_BYTES,
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.service_config": JSON.stringify(SERVICE_CONFIG),
+    // A replaced pod comes back at a new address: look again soon, not after minutes of backoff.
+    "grpc.initial_reconnect_backoff_ms": 200,
+    "grpc.max_reconnect_backoff_ms": 2000,
+    "grpc.dns_min_time_between_resolutions_ms": 1000,
+  });
+}
+
+/**
+ * Cancels `call` (and so its statement) when the HTTP client goes away, and
+ * takes the listener off the request's signal as soon as the call has ended,
+ * however it ended (its "status" event comes last on success, error and
+ * cancel alike). A listener left on the signal keeps the whole call reachable
+ * for as long as the signal is, and that can be long after the request.
+ */
+export function cancelWhenClientLeaves(
+  signal: AbortSignal,
+  call: ClientUnaryCall | ClientReadableStream<unknown>,
+): void {
+  if (signal.aborted) {
+    call.cancel();
+    return;
+  }
+  const cancel = () => call.cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  call.once("status", () => signal.removeEventListener("abort", cancel));
+}

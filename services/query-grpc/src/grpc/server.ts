@@ -1,0 +1,212 @@
+// Builds query-grpc from its configuration: the pool, the executor, and a
+// grpc-js server carrying QueryService, Health and Reflection side by side.
+// Tests start it in-process on port 0; main.ts starts it for real.
+import { Server, type ServiceDefinition } from "@grpc/grpc-js";
+import pg from "pg";
+import { HealthService } from "../../../../proto/gen/grpc/health/v1/health.js";
+import { ServerReflectionService } from "../../../../proto/gen/grpc/reflection/v1/reflection.js";
+import { QueryServiceService } from "../../../../proto/gen/querygate/v1/query.js";
+import type { Logger } from "../../../shared/src/logger.js";
+import { startMetricsServer } from "../../../shared/src/metrics.js";
+import { Authenticator } from "../auth/authenticate.js";
+import { loadCredentials } from "../auth/credentials.js";
+import { credentialsConfigured, type QueryGrpcConfig } from "../config.js";
+import { QueryFailure } from "../errors.js";
+import { QueryMetrics } from "../metrics.js";
+import { Admission } from "../postgres/admission.js";
+import { ControlConnection } from "../postgres/control.js";
+import { Executor } from "../postgres/executor.js";
+import { markSessionClean } from "../postgres/session-reset.js";
+import { TypeNames } from "../postgres/type-names.js";
+import { createTransactionRpcs } from "../rpc/deps.js";
+import { queryServiceHandlers } from "../rpc/handlers.js";
+import { markingInvalidText } from "../rpc/request-encoding.js";
+import { SqlParser } from "../sql/parser.js";
+import { HEALTH_SERVICES, HealthState, healthHandlers, Serving } from "./health.js";
+import { listen } from "./listener.js";
+import { descriptorIndex, reflectionHandlers } from "./reflection.js";
+
+export interface QueryGrpcServer {
+  readonly port: number;
+  readonly metricsPort: number;
+  readonly health: HealthState;
+  /**
+   * Graceful stop: health flips to NOT_SERVING, new calls are refused with
+   * UNAVAILABLE, in-flight calls get `graceMs` to finish, the rest are
+   * cancelled in PostgreSQL, then the pool closes.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+const REFLECTION_V1ALPHA = {
+  serverReflectionInfo: {
+    ...ServerReflectionService.serverReflectionInfo,
+    path: "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+  },
+} as const;
+
+export async function startQueryGrpc(
+  config: Readonly<QueryGrpcConfig>,
+  logger: Logger,
+): Promise<QueryGrpcServer> {
+  const authenticator = new Authenticator(
+    credentialsConfigured(config) ? await loadCredentials(config) : undefined,
+  );
+  if (!authenticator.required) {
+    logger.warn(
+      { host: config.GRPC_HOST, allowUnauthenticated: config.ALLOW_UNAUTHENTICATED },
+      "no credentials configured: every caller runs as the login role",
+    );
+  }
+  const parser = new SqlParser({ timeoutMs: config.PARSE_TIMEOUT_MS, cacheEntries: 2000 });
+  await parser.start();
+
+  const pool = new pg.Pool({
+    connectionString: config.DATABASE_URL,
+    max: config.POOL_MAX,
+    connectionTimeoutMillis: config.CONNECT_TIMEOUT_MS,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+    application_name: "querygate",
+  });
+  // An idle connection that breaks (database restart) must not crash the process;
+  // the pool drops it and opens a new one on demand.
+  pool.on("error", (error) => logger.warn({ err: error.message }, "idle database connection lost"));
+  // A new connection's session holds nothing of anyone's yet.
+  pool.on("connect", (client) => markSessionClean(client));
+
+  const control = new ControlConnection({
+    connectionString: config.DATABASE_URL,
+    connectionTimeoutMillis: config.CONNECT_TIMEOUT_MS,
+    // A database that stops answering (not just refusing) must still turn health NOT_SERVING.
+    query_timeout: config.CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+  });
+  const admission = new Admission(config.POOL_MAX, config.POOL_MAX_WAITING, config.POOL_WAIT_MS);
+  const metrics = new QueryMetrics(pool, admission);
+  const typeNames = new TypeNames(control);
+  const executor = new Executor(pool, admission, typeNames, {
+    batchRows: config.BATCH_ROWS,
+    firstBatchRows: Math.min(100, config.BATCH_ROWS),
+    resetSession: config.RESET_SESSION,
+    settleTimeoutMs: 2000,
+    maxMessageBytes: 1024 * 1024,
+  });
+  const transactionRpcs = createTransactionRpcs(config, pool, admission, typeNames);
+
+  const health = new HealthState();
+  const checkDatabase = async () => {
+    try {
+      await control.query("select 1");
+      // A parser that cannot be started again makes every call fail: not serving.
+      if (!(await parser.probe())) throw new Error("the SQL parser does not answer");
+      if (health.status !== Serving.SERVING) logger.info("database reachable: SERVING");
+      health.setDatabaseReachable(true);
+    } catch (error) {
+      if (health.status === Serving.SERVING)
+        logger.warn({ err: (error as Error).message }, "database unreachable: NOT_SERVING");
+      health.setDatabaseReachable(false);
+    }
+  };
+  await checkDatabase();
+  const healthTimer = setInterval(checkDatabase, config.HEALTH_INTERVAL_MS);
+  healthTimer.unref();
+
+  let accepting = true;
+  const inFlight = new Map<Promise<unknown>, (reason: QueryFailure) => void>();
+
+  const server = new Server({
+    "grpc.max_receive_message_length": config.MAX_REQUEST_BYTES,
+    "grpc.keepalive_permit_without_calls": 1,
+    // Connections with no call in progress are closed, so idle ones cannot pile up.
+    "grpc.max_connection_idle_ms": config.GRPC_IDLE_TIMEOUT_MS,
+  });
+  server.addService(
+    countingBytes(QueryServiceService, metrics),
+    queryServiceHandlers({
+      authenticator,
+      parser,
+      executor,
+      metrics,
+      transactionRpcs,
+      logger,
+      limits: {
+        defaultTimeoutMs: config.STATEMENT_TIMEOUT_MS,
+        maxTimeoutMs: config.MAX_STATEMENT_TIMEOUT_MS,
+      },
+      accepting: () => accepting,
+      track: (done, abort) => {
+        inFlight.set(done, abort);
+        void done.finally(() => inFlight.delete(done));
+      },
+    }),
+  );
+  server.addService(HealthService, healthHandlers(health));
+  const serviceNames = () => [
+    ...HEALTH_SERVICES.filter(Boolean),
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+  ];
+  const reflection = reflectionHandlers(descriptorIndex, serviceNames);
+  server.addService(ServerReflectionService, reflection);
+  server.addService(REFLECTION_V1ALPHA, reflection);
+
+  // A client must start its handshake within this long (never longer than it may stay idle).
+  const listener = await listen(
+    server,
+    config.GRPC_HOST,
+    config.GRPC_PORT,
+    Math.min(10_000, config.GRPC_IDLE_TIMEOUT_MS),
+  );
+  const port = listener.port;
+  const metricsServer = await startMetricsServer(metrics.registry, config.GRPC_HOST, config.METRICS_PORT);
+  logger.info({ host: config.GRPC_HOST, port, metricsPort: metricsServer.port }, "query-grpc listening");
+
+  return {
+    port,
+    metricsPort: metricsServer.port,
+    health,
+    async close(graceMs = 0) {
+      accepting = false;
+      health.beginShutdown();
+      clearInterval(healthTimer);
+      const all = () => Promise.allSettled([...inFlight.keys()]);
+      const graceOver = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
+      await Promise.race([all(), graceOver]);
+      for (const abort of inFlight.values()) {
+        abort(new QueryFailure("shutting_down", "server shut down before the statement finished"));
+      }
+      await all();
+      await listener.close();
+      // Watch streams (health, reflection) never end on their own: give them a moment, then force.
+      await Promise.race([
+        new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
+      ]);
+      server.forceShutdown();
+      await Promise.all([pool.end(), control.close(), metricsServer.close(), parser.close()]);
+      logger.info("query-grpc stopped");
+    },
+  };
+}
+
+/**
+ * The same service with every response's serialized size added to the bytes
+ * metric, and requests decoded strictly (request-encoding.ts).
+ */
+function countingBytes<S extends ServiceDefinition>(service: S, metrics: QueryMetrics): S {
+  const counted: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(service)) {
+    const label = { method: method.path.split("/").pop() ?? name };
+    counted[name] = {
+      ...method,
+      requestDeserialize: markingInvalidText(method.requestDeserialize),
+      responseSerialize: (value: unknown) => {
+        const bytes = method.responseSerialize(value);
+        metrics.bytes.inc(label, bytes.length);
+        return bytes;
+      },
+    };
+  }
+  return counted as S;
+}

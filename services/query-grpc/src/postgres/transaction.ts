@@ -1,0 +1,118 @@
+// The transaction every request runs in: how it is opened (caller's role,
+// access mode, isolation, limits), the check before it commits, and how a
+// failure in either is reported. Shared by Execute, ExecuteBatch and Session.
+
+import { fromDatabaseError, isServerError, QueryFailure } from "../errors.js";
+import type { FailedIn } from "./cursor.js";
+
+export type IsolationLevel = "read committed" | "repeatable read" | "serializable";
+
+export interface TransactionSettings {
+  timeoutMs: number;
+  readOnly: boolean;
+  applicationName: string;
+  /** The caller's PostgreSQL role (SET LOCAL ROLE); undefined = the login role. */
+  role: string | undefined;
+  /** JWT claims as JSON, visible to SQL as current_setting('request.jwt.claims'). */
+  claims: string | undefined;
+  /** Undefined = the database's default (normally read committed). */
+  isolation?: IsolationLevel | undefined;
+  /** DEFERRABLE: only meaningful for serializable read-only transactions. */
+  deferrable?: boolean | undefined;
+}
+
+/**
+ * Statements pipelined ahead of the caller's, in the same network write:
+ * forget the previous caller's session state, open the transaction, then one
+ * SELECT that sets role, timeout, application name and claims for this
+ * transaction only. Being a query, it also takes the transaction's first
+ * snapshot, after which a READ ONLY transaction can no longer be made writable.
+ */
+export function transactionSetup(settings: TransactionSettings, resetSession: boolean): string[] {
+  const values: Array<[string, string]> = [];
+  if (settings.role !== undefined) values.push(["role", settings.role]);
+  values.push(["statement_timeout", String(Math.max(1, Math.trunc(settings.timeoutMs)))]);
+  values.push(["application_name", settings.applicationName.slice(0, 63)]);
+  if (settings.claims !== undefined) values.push(["request.jwt.claims", settings.claims]);
+  const begin = ["BEGIN"];
+  if (settings.isolation) begin.push(`ISOLATION LEVEL ${settings.isolation.toUpperCase()}`);
+  if (settings.readOnly) begin.push("READ ONLY");
+  if (settings.deferrable) begin.push("DEFERRABLE");
+  return [
+    ...(resetSession ? ["DISCARD ALL"] : []),
+    begin.join(" "),
+    // Every value is escaped here, never caller text spliced in raw.
+    `SELECT ${values.map(([name, value]) => `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true)`).join(", ")}`,
+  ];
+}
+
+/**
+ * Runs just before COMMIT: fails the transaction if the caller's statement
+ * managed to switch role (e.g. through a function running SQL text), so
+ * nothing written under another role is committed. The cast raises the error;
+ * current_user keeps the planner from folding it in advance.
+ */
+export function roleGuard(role: string): string {
+  return `SELECT CASE WHEN current_user = ${quoteLiteral(role)} THEN 0 ELSE ('querygate role guard: role changed to ' || current_user)::int END`;
+}
+
+const ROLE_REFUSALS = new Set(["22023", "42704", "42501", "28000"]);
+
+/**
+ * The one place that decides what a failure means for the caller's data,
+ * given where it struck. Before the guard and COMMIT went out nothing can
+ * have committed, so a lost connection is plain "unavailable" (safe to
+ * retry). Once they went out, only PostgreSQL's ERROR answer proves the
+ * transaction did not commit; a lost connection, a FATAL, or a shutdown may
+ * come after the commit record was written, so that is "commit_unknown" —
+ * unless the transaction was read-only and so had nothing to commit.
+ */
+export function transactionFailure(
+  error: unknown,
+  failedIn: FailedIn | undefined,
+  settings: Pick<TransactionSettings, "role" | "readOnly">,
+): QueryFailure {
+  const ending = failedIn === "guard" || failedIn === "commit";
+  if (ending && !provesNoCommit(error) && !settings.readOnly) {
+    const message = error instanceof Error ? error.message : String(error);
+    return new QueryFailure(
+      "commit_unknown",
+      `the database connection failed while COMMIT was in flight, so the transaction may or may not have committed; check before retrying (${message})`,
+    );
+  }
+  const failure = fromDatabaseError(error);
+  if (failure.kind !== "sql") return failure;
+  // Only the role in the set-up can be refused for the caller's sake (no such
+  // role, not a member); anything else there (shutdown, lost connection) is what it is.
+  if (failedIn === "setup" && ROLE_REFUSALS.has(failure.pg?.sqlstate ?? "")) {
+    return new QueryFailure(
+      "forbidden",
+      `cannot run as role "${settings.role ?? ""}": ${failure.message}`,
+      failure.pg,
+    );
+  }
+  if (failedIn === "guard") {
+    return new QueryFailure(
+      "forbidden",
+      `the statement switched away from role "${settings.role ?? ""}"; its transaction was rolled back`,
+      { sqlstate: "42501" },
+    );
+  }
+  return failure;
+}
+
+/**
+ * Whether an error answering the guard or COMMIT proves nothing committed: an
+ * ERROR (a failed guard, 40001, a deferred constraint) does, the transaction
+ * is rolled back. A FATAL or PANIC, a connection or shutdown SQLSTATE, or no
+ * answer at all proves nothing.
+ */
+function provesNoCommit(error: unknown): boolean {
+  if (error instanceof QueryFailure || !isServerError(error)) return false;
+  const { code, severity } = error as { code: string; severity: string };
+  return severity === "ERROR" && !code.startsWith("08") && !code.startsWith("57P");
+}
+
+export function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''").replace(/\0/g, "")}'`;
+}

@@ -1,0 +1,188 @@
+// querygate.v1.QueryService/ExecuteBatch: several statements, one
+// transaction, one answer. request → authenticate → classify every statement
+// → open the transaction → run each, gathering its result → COMMIT → respond.
+// The first failure rolls everything back and names its statement.
+import { performance } from "node:perf_hooks";
+import type { handleUnaryCall, ServerUnaryCall } from "@grpc/grpc-js";
+import type {
+  ExecuteBatchRequest,
+  ExecuteBatchResponse,
+  Row,
+  StatementResult,
+} from "../../../../proto/gen/querygate/v1/query.js";
+import type { Caller } from "../auth/authenticate.js";
+import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
+import type { OpenTransaction, StatementSink } from "../postgres/open-transaction.js";
+import type { Classification } from "../sql/classify.js";
+import {
+  atStatement,
+  cancellation,
+  classifyStatement,
+  firstValue,
+  maxRowsOf,
+  requestIdOf,
+  statementTimeoutMs,
+  toParam,
+  transactionSettings,
+} from "./call.js";
+import type { TransactionRpcDeps } from "./deps.js";
+import { refuseBadEncoding } from "./request-encoding.js";
+
+export function executeBatchHandler(
+  deps: TransactionRpcDeps,
+): handleUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse> {
+  return (call, callback) => {
+    const controller = new AbortController();
+    const done = runBatch(call, deps, controller).then(
+      (response) => callback(null, response),
+      (failure: QueryFailure) => callback(toGrpcStatus(failure)),
+    );
+    deps.track(done, (reason) => controller.abort(reason));
+  };
+}
+
+async function runBatch(
+  call: ServerUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse>,
+  deps: TransactionRpcDeps,
+  controller: AbortController,
+): Promise<ExecuteBatchResponse> {
+  const started = performance.now();
+  const { signal } = controller;
+  const { batch } = deps.transactionRpcs;
+  const requestId = requestIdOf(call.metadata);
+  const onCancelled = () => controller.abort(cancellation(call.getDeadline()));
+  call.on("cancelled", onCancelled);
+  // A stream reset before this handler ran emitted "cancelled" to nobody.
+  if (call.cancelled) onCancelled();
+  const { statements, options } = call.request;
+  let caller: Caller | undefined;
+  let classified: Classification[] = [];
+  let transaction: OpenTransaction | undefined;
+  let outcome = "OK";
+  let failedStatement: number | undefined;
+  const gathered = new Gathered(batch.maxResponseBytes);
+  try {
+    if (!deps.accepting())
+      throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
+    caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
+    refuseBadEncoding(call.request);
+    if (statements.length === 0) throw new QueryFailure("invalid_request", "statements is empty");
+    if (statements.length > batch.maxStatements) {
+      throw new QueryFailure(
+        "invalid_request",
+        `a batch may hold at most ${batch.maxStatements} statements (got ${statements.length})`,
+      );
+    }
+    const allowed = caller.statements;
+    classified = [];
+    for (const [index, statement] of statements.entries()) {
+      try {
+        classified.push(await classifyStatement(deps.parser, statement, allowed));
+      } catch (error) {
+        throw atStatement(index, error);
+      }
+    }
+    const deadline = call.getDeadline();
+    transaction = await deps.transactionRpcs.transactions.open(
+      transactionSettings(options, caller, requestId, deps.limits, deadline),
+      signal,
+    );
+    for (const [index, statement] of statements.entries()) {
+      const request = {
+        sql: statement.sql,
+        params: statement.params.map(toParam),
+        maxRows: maxRowsOf(statement, options),
+        timeoutMs: statementTimeoutMs(statement.timeoutMs, options, caller, deps.limits, deadline),
+      };
+      try {
+        await transaction.run(request, gathered.next(), signal, batch.batchRows);
+      } catch (error) {
+        throw atStatement(index, error);
+      }
+    }
+    if (signal.aborted) throw signal.reason;
+    await transaction.commit();
+    await transaction.close();
+    return { results: gathered.results, serverTimeMs: performance.now() - started };
+  } catch (error) {
+    const failure = asFailure(error);
+    if (failure.kind === "internal") deps.logger.error({ err: error }, "ExecuteBatch failed unexpectedly");
+    // Roll back before answering, so a caller that retries at once finds no locks of ours.
+    await transaction?.close();
+    outcome = failure.pg?.sqlstate ? `${failure.kind}:${failure.pg.sqlstate}` : failure.kind;
+    failedStatement = failure.statementIndex;
+    throw failure;
+  } finally {
+    await transaction?.close();
+    call.off("cancelled", onCancelled);
+    // The audit line: who ran what kinds of statement, how it ended. Never
+    // parameter values, literals or credentials.
+    deps.logger.info(
+      {
+        method: "ExecuteBatch",
+        requestId,
+        caller: caller?.name,
+        role: caller?.role,
+        statements: statements.length,
+        kinds: [...new Set(classified.flatMap((c) => c.kinds))],
+        fingerprints: classified.slice(0, 50).map((c) => c.fingerprint),
+        failedStatement,
+        outcome,
+        rows: gathered.rows,
+        durationMs: Math.round(performance.now() - started),
+      },
+      "request",
+    );
+  }
+}
+
+/**
+ * Every statement's whole result, for the one response message. Its size is
+ * capped: past the cap the batch fails (RESOURCE_EXHAUSTED, kind too_large)
+ * before COMMIT, so nothing is committed that the caller never saw.
+ */
+class Gathered {
+  readonly results: StatementResult[] = [];
+  rows = 0;
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** The sink for the next statement's result. */
+  next(): StatementSink {
+    const result: StatementResult = { columns: [], rows: [], footer: undefined };
+    this.results.push(result);
+    return {
+      header: async (columns) => {
+        result.columns = columns;
+        this.count(columns.reduce((n, c) => n + Buffer.byteLength(c.name) + c.typeName.length + 24, 4));
+      },
+      rows: async (batch) => {
+        for (const row of batch) result.rows.push(row);
+        this.rows += batch.length;
+        this.count(batch.reduce((n, row) => n + rowBytes(row), 0));
+      },
+      footer: async (footer) => {
+        result.footer = footer;
+        this.count(48);
+      },
+    };
+  }
+
+  private count(bytes: number): void {
+    this.bytes += bytes;
+    if (this.bytes > this.maxBytes) {
+      throw new QueryFailure(
+        "too_large",
+        `the batch's results exceed ${this.maxBytes} bytes, so it was rolled back; limit rows with max_rows, or stream large results with Execute`,
+      );
+    }
+  }
+}
+
+/** A row's approximate size in the protobuf encoding: each value with its tag and length prefix. */
+function rowBytes(row: Row): number {
+  let bytes = 4 + row.nullColumns.length * 2;
+  for (const value of row.values) bytes += Buffer.byteLength(value) + 3;
+  return bytes;
+}

@@ -1,0 +1,167 @@
+// What ExecuteBatch and Session take from a gRPC call before any SQL runs:
+// the request id, the caller's transaction settings, each statement's
+// timeout, row limit and parameters. Execute keeps its own copies of the per-call rules in
+// query-service.ts; they are the same rules.
+import { randomUUID } from "node:crypto";
+import type { Metadata } from "@grpc/grpc-js";
+import {
+  IsolationLevel,
+  type Statement,
+  type TransactionOptions,
+  type Value,
+} from "../../../../proto/gen/querygate/v1/query.js";
+import type { Caller } from "../auth/authenticate.js";
+import { asFailure, QueryFailure } from "../errors.js";
+import type { ParamValue } from "../postgres/cursor.js";
+import type { IsolationLevel as SqlIsolation, TransactionSettings } from "../postgres/transaction.js";
+import type { Classification } from "../sql/classify.js";
+import type { SqlParser } from "../sql/parser.js";
+import type { StatementKind } from "../statement-kinds.js";
+import type { QueryServiceLimits } from "./deps.js";
+
+/** The caller's x-request-id when it is a sane token, else a new one. */
+export function requestIdOf(metadata: Metadata): string {
+  const given = firstValue(metadata, "x-request-id");
+  return given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID();
+}
+
+export function firstValue(metadata: Metadata, key: string): string | undefined {
+  const value = metadata.get(key)[0];
+  return typeof value === "string" ? value : undefined;
+}
+
+/** Why a call's work stops when grpc-js reports it cancelled: its deadline, or the client. */
+export function cancellation(deadline: Date | number): QueryFailure {
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  return ms <= Date.now()
+    ? new QueryFailure("timeout", "the call's deadline passed; its transaction was rolled back")
+    : new QueryFailure("cancelled", "the caller cancelled the call; its transaction was rolled back");
+}
+
+const ISOLATION: Partial<Record<IsolationLevel, SqlIsolation>> = {
+  [IsolationLevel.ISOLATION_LEVEL_READ_COMMITTED]: "read committed",
+  [IsolationLevel.ISOLATION_LEVEL_REPEATABLE_READ]: "repeatable read",
+  [IsolationLevel.ISOLATION_LEVEL_SERIALIZABLE]: "serializable",
+};
+
+/** The transaction a batch or session runs in, for this caller. */
+export function transactionSettings(
+  options: TransactionOptions | undefined,
+  caller: Caller,
+  requestId: string,
+  limits: QueryServiceLimits,
+  deadline: Date | number,
+): TransactionSettings {
+  const level = options?.isolation ?? IsolationLevel.ISOLATION_LEVEL_UNSPECIFIED;
+  const isolation = ISOLATION[level];
+  if (level !== IsolationLevel.ISOLATION_LEVEL_UNSPECIFIED && isolation === undefined) {
+    throw new QueryFailure("invalid_request", `unknown isolation level ${level}`);
+  }
+  const tag = (options?.applicationTag ?? "").replace(/[^\x20-\x7e]/g, "").slice(0, 40);
+  return {
+    timeoutMs: statementTimeoutMs(0, options, caller, limits, deadline),
+    readOnly: caller.readOnly || (options?.readOnly ?? false),
+    isolation,
+    deferrable: options?.deferrable ?? false,
+    // Lets a slow statement in pg_stat_activity be traced back to its request.
+    applicationName: `querygate${tag ? `:${tag.slice(0, 16)}` : ""} ${requestId}`.slice(0, 63),
+    role: caller.role,
+    claims: caller.claims,
+  };
+}
+
+/**
+ * A statement's timeout: its own, else the transaction's, else the server
+ * default; never above the credential's cap, the server's maximum, or what
+ * is left of the call's deadline.
+ */
+export function statementTimeoutMs(
+  asked: number,
+  options: TransactionOptions | undefined,
+  caller: Caller,
+  limits: QueryServiceLimits,
+  deadline: Date | number,
+): number {
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  const untilDeadline = Number.isFinite(deadlineMs)
+    ? Math.max(1, deadlineMs - Date.now())
+    : Number.POSITIVE_INFINITY;
+  return Math.min(
+    asked || options?.timeoutMs || limits.defaultTimeoutMs,
+    caller.maxStatementMs ?? Number.POSITIVE_INFINITY,
+    limits.maxTimeoutMs,
+    untilDeadline,
+  );
+}
+
+/** A statement's row limit: its own, else the transaction's; 0 = none. */
+export function maxRowsOf(statement: Statement, options: TransactionOptions | undefined): number {
+  const own = Number(statement.maxRows || "0");
+  const rows = own > 0 ? own : Number(options?.maxRows || "0");
+  return Number.isSafeInteger(rows) && rows > 0 ? rows : 0;
+}
+
+/** PostgreSQL's wire protocol counts a statement's parameters in 16 bits. */
+export const MAX_PARAMETERS = 65535;
+
+/**
+ * A call's statement, classified before anything runs: not empty, of a kind
+ * the caller may run, and given exactly the parameters it takes.
+ */
+export async function classifyStatement(
+  parser: SqlParser,
+  statement: { sql: string; params: unknown[] },
+  allowed: ReadonlySet<StatementKind>,
+): Promise<Classification> {
+  if (!statement.sql.trim()) throw new QueryFailure("invalid_request", "sql is empty");
+  const classification = await parser.classify(statement.sql, allowed);
+  checkParameterCount(classification, statement.params.length);
+  return classification;
+}
+
+/**
+ * PostgreSQL wants exactly as many values as the statement's highest $n; it
+ * reports a mismatch as a protocol violation (08P01), which reads like a
+ * connection failure. Checked here, it is the caller's mistake it is.
+ */
+function checkParameterCount(classification: Classification, given: number): void {
+  if (given > MAX_PARAMETERS) {
+    throw new QueryFailure(
+      "sql",
+      `${given} parameters were sent; PostgreSQL takes at most ${MAX_PARAMETERS} per statement`,
+      { sqlstate: "54023" },
+    );
+  }
+  const wanted = classification.parameters;
+  if (given !== wanted) {
+    throw new QueryFailure(
+      "sql",
+      `the statement takes ${wanted === 0 ? "no parameters" : wanted === 1 ? "1 parameter ($1)" : `${wanted} parameters ($1..$${wanted})`} but ${given} ${given === 1 ? "was" : "were"} sent`,
+      { sqlstate: "08P01" },
+    );
+  }
+}
+
+/** A parameter in the form node-postgres sends: text, bytes (bytea) or NULL. */
+export function toParam(value: Value): ParamValue {
+  if (value.textValue !== undefined) return value.textValue;
+  if (value.intValue !== undefined) return value.intValue;
+  if (value.boolValue !== undefined) return value.boolValue ? "true" : "false";
+  if (value.floatValue !== undefined) return floatText(value.floatValue);
+  if (value.bytesValue !== undefined) return value.bytesValue;
+  return null;
+}
+
+function floatText(n: number): string {
+  if (Number.isNaN(n)) return "NaN";
+  if (n === Number.POSITIVE_INFINITY) return "Infinity";
+  if (n === Number.NEGATIVE_INFINITY) return "-Infinity";
+  return String(n);
+}
+
+/** The failure, tagged with the statement it is about. */
+export function atStatement(index: number, error: unknown): QueryFailure {
+  const failure = asFailure(error);
+  if (failure.statementIndex !== undefined) return failure;
+  return new QueryFailure(failure.kind, failure.message, failure.pg, index);
+}

@@ -1,0 +1,181 @@
+import { Metadata, type ServerWritableStream, status } from "@grpc/grpc-js";
+import type { ExecuteRequest, ExecuteResponse } from "../../../../proto/gen/querygate/v1/query.js";
+import type { Caller } from "../auth/authenticate.js";
+import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
+import type { CancelReason, QueryMetrics } from "../metrics.js";
+import type { ResultWriter, StatementRequest } from "../postgres/executor.js";
+import type { Classification } from "../sql/classify.js";
+import { classifyStatement, firstValue, requestIdOf, toParam } from "./call.js";
+import type { QueryServiceDeps, QueryServiceLimits } from "./deps.js";
+import { refuseBadEncoding } from "./request-encoding.js";
+
+export async function handleExecute(
+  call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
+  deps: QueryServiceDeps,
+  controller: AbortController,
+): Promise<void> {
+  const started = performance.now();
+  const { signal } = controller;
+  const requestId = requestIdOf(call.metadata);
+  const onCancelled = () => {
+    const deadline = call.getDeadline();
+    const passed = deadline instanceof Date ? deadline.getTime() <= Date.now() : deadline <= Date.now();
+    if (passed) {
+      const failure = new QueryFailure("timeout", "the call's deadline passed; the statement was cancelled");
+      abort(controller, failure, "deadline", deps.metrics);
+    } else {
+      const failure = new QueryFailure(
+        "cancelled",
+        "the caller cancelled the call; the statement was cancelled",
+      );
+      abort(controller, failure, "client", deps.metrics);
+    }
+  };
+  call.on("cancelled", onCancelled);
+  // A stream reset before this handler ran emitted "cancelled" to nobody.
+  if (call.cancelled) onCancelled();
+  let timer: NodeJS.Timeout | undefined;
+  let outcome = "OK";
+  let code: status = status.OK;
+  let rows = 0;
+  let caller: Caller | undefined;
+  let classification: Classification | undefined;
+  try {
+    if (!deps.accepting())
+      throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
+    caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
+    refuseBadEncoding(call.request);
+    classification = await classifyStatement(deps.parser, call.request, caller.statements);
+    const request = toStatementRequest(call.request, caller, requestId, deps.limits, call.getDeadline());
+    timer = setTimeout(() => {
+      const failure = new QueryFailure("timeout", `statement exceeded its ${request.timeoutMs} ms timeout`);
+      abort(controller, failure, "timeout", deps.metrics);
+    }, request.timeoutMs);
+    const writer = streamWriter(call, signal, (n) => {
+      rows += n;
+    });
+    await deps.executor.run(request, writer, signal);
+    call.end();
+  } catch (error) {
+    const failure = asFailure(error);
+    if (failure.kind === "internal") deps.logger.error({ err: error }, "execute failed unexpectedly");
+    const grpcStatus = toGrpcStatus(failure);
+    code = grpcStatus.code;
+    const { details, metadata } = grpcStatus;
+    outcome = failure.pg?.sqlstate ? `${failure.kind}:${failure.pg.sqlstate}` : failure.kind;
+    call.emit("error", { code, details, metadata });
+  } finally {
+    clearTimeout(timer);
+    call.off("cancelled", onCancelled);
+    const seconds = (performance.now() - started) / 1000;
+    deps.metrics.calls.inc({ method: "Execute", code: status[code] });
+    deps.metrics.duration.observe({ method: "Execute" }, seconds);
+    deps.metrics.rows.inc({ method: "Execute" }, rows);
+    // The audit line: who ran what kind of statement, how it ended. Never
+    // parameter values, literals or credentials.
+    deps.logger.info(
+      {
+        method: "Execute",
+        requestId,
+        caller: caller?.name,
+        role: caller?.role,
+        kinds: classification?.kinds,
+        fingerprint: classification?.fingerprint,
+        outcome,
+        rows,
+        durationMs: Math.round(performance.now() - started),
+      },
+      "request",
+    );
+  }
+}
+
+/** Aborts the call's work once, counting why. */
+export function abort(
+  controller: AbortController,
+  failure: QueryFailure,
+  reason: CancelReason,
+  metrics: QueryMetrics,
+) {
+  if (controller.signal.aborted) return;
+  metrics.cancellations.inc({ reason });
+  controller.abort(failure);
+}
+
+function toStatementRequest(
+  request: ExecuteRequest,
+  caller: Caller,
+  requestId: string,
+  limits: QueryServiceLimits,
+  deadline: Date | number,
+): StatementRequest {
+  const options = request.options;
+  const maxRows = Number(options?.maxRows ?? "0");
+  const asked = options?.timeoutMs || limits.defaultTimeoutMs;
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  const untilDeadline = Number.isFinite(deadlineMs)
+    ? Math.max(1, deadlineMs - Date.now())
+    : Number.POSITIVE_INFINITY;
+  const tag = (options?.applicationTag ?? "").replace(/[^\x20-\x7e]/g, "").slice(0, 40);
+  return {
+    sql: request.sql,
+    params: request.params.map(toParam),
+    maxRows: Number.isSafeInteger(maxRows) ? maxRows : 0,
+    timeoutMs: Math.min(
+      asked,
+      caller.maxStatementMs ?? Number.POSITIVE_INFINITY,
+      limits.maxTimeoutMs,
+      untilDeadline,
+    ),
+    readOnly: caller.readOnly || (options?.readOnly ?? false),
+    // Lets a slow statement in pg_stat_activity be traced back to its request.
+    applicationName: `querygate${tag ? `:${tag.slice(0, 16)}` : ""} ${requestId}`.slice(0, 63),
+    role: caller.role,
+    claims: caller.claims,
+  };
+}
+
+function streamWriter(
+  call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
+  signal: AbortSignal,
+  countRows: (n: number) => void,
+): ResultWriter {
+  // Backpressure by what has actually gone out: a write resolves once the
+  // message before the previous one was handed to HTTP/2, so at most two
+  // batches wait there. (write()'s own signal comes only after grpc-js has
+  // queued 16 messages, 32,000 rows held as objects long enough for the GC
+  // to promote them, and RSS then grew with the result.)
+  let sentOlder: Promise<void> = Promise.resolve();
+  let sentLast: Promise<void> = Promise.resolve();
+  const write = (message: ExecuteResponse): Promise<void> => {
+    // A call that ended (cancel, deadline, shutdown) takes no more messages.
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const waitFor = sentOlder;
+    sentOlder = sentLast;
+    // grpc-js never calls back for a cancelled call: the abort below covers that.
+    sentLast = new Promise((resolve) => call.write(message, () => resolve()));
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = () => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener("abort", settle);
+        if (signal.aborted) reject(signal.reason);
+        else resolve();
+      };
+      signal.addEventListener("abort", settle);
+      void waitFor.then(settle);
+    });
+  };
+  return {
+    // Response headers go out before any SQL runs: a client that saw no headers
+    // knows the statement never started (grpc-js retries only such calls).
+    accepted: () => call.sendMetadata(new Metadata()),
+    header: (columns) => write({ header: { columns } }),
+    rows: (batch) => {
+      countRows(batch.length);
+      return write({ rows: { rows: batch } });
+    },
+    footer: (footer) => write({ footer }),
+  };
+}
