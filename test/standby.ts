@@ -2,20 +2,24 @@
 // read replicas, read-your-writes and failover (issue 13). The primary is run
 // by scripts/embedded-postgres.ts like every test server (its binaries, its
 // way of running as root); the standby is the primary's base backup
-// (base-backup.ts) plus standby.signal and primary_conninfo. The standby's
-// postmaster is spawned here because embedded-postgres.ts knows a server is
-// ready only by the line a primary logs: a standby says "ready to accept
-// read-only connections", so readiness is asked of the standby itself.
-import { type ChildProcess, spawn } from "node:child_process";
+// (base-backup.ts) plus standby.signal and primary_conninfo, run by
+// standby-process.ts. Readiness, streaming, replay and promotion are asked of
+// the servers themselves, each with a deadline.
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import pg from "pg";
-import { freePort, type StopMode, startEmbeddedPostgres } from "../scripts/embedded-postgres.js";
+import {
+  type EmbeddedDatabase,
+  freePort,
+  type StopMode,
+  startEmbeddedPostgres,
+} from "../scripts/embedded-postgres.js";
 import { placeForRoot, type RunAs } from "../scripts/embedded-postgres-root.js";
 import { baseBackup, writeOwned } from "./base-backup.js";
 import { atEnd, eventually } from "./helpers.js";
+import { type StandbyProcess, spawnStandby } from "./standby-process.js";
 
 export interface StandbyPair {
   /** postgres:// URL of the primary's superuser; that server is gone after promote(). */
@@ -90,56 +94,38 @@ export async function startStandbyPair(options: StandbyOptions = {}): Promise<St
        select pg_create_physical_replication_slot('${SLOT}', immediately_reserve => true);`,
     );
 
-    // As root, the postgres OS user's own directory, as for the primary.
-    const placed =
-      process.getuid?.() === 0
-        ? placeForRoot({ nativeDir: dirname(primary.binDir), dataDir: join(dir, "standby"), ephemeral: true })
-        : undefined;
-    const owner = placed?.runAs;
-    const dataDir = placed?.dataDir ?? join(dir, "standby");
-    standbyRemoveRoot = placed?.removeRoot;
-    if (!placed) mkdirSync(dataDir, { mode: 0o700 });
-    await baseBackup(primary.url, primary.dataDir, dataDir, owner);
-
-    const primaryPort = new URL(primary.url).port;
-    writeOwned(join(dataDir, "standby.signal"), "", owner);
-    writeOwned(
-      join(dataDir, "postgresql.auto.conf"),
-      [
-        `primary_conninfo = 'host=127.0.0.1 port=${primaryPort} user=${REPLICATION_ROLE} password=${password} application_name=${APPLICATION_NAME}'`,
-        `primary_slot_name = '${SLOT}'`,
-        "",
-      ].join("\n"),
-      owner,
-      "a",
-    );
+    const clone = await cloneAsStandby(primary, join(dir, "standby"), password);
+    standbyRemoveRoot = clone.removeRoot;
 
     const port = await freePort();
     const standbyUrl = new URL(primary.url);
     standbyUrl.port = String(port);
-    const running = spawnStandby(primary.binDir, dataDir, port, owner);
+    const running = spawnStandby(primary.binDir, clone.dataDir, port, clone.owner);
     standby = running;
     const failure = (what: string) => `${what}; the standby's log:\n${running.log()}`;
+    // Fails at once if the standby exits; a timeout comes with its log too.
+    const until = (check: () => Promise<boolean>, what: string) =>
+      eventually(
+        async () => {
+          if (running.exited) throw new Error(failure("the standby stopped"));
+          return check();
+        },
+        STARTS_WITHIN_MS,
+        what,
+      ).catch((error: Error) => {
+        throw running.exited ? error : new Error(failure(error.message));
+      });
 
-    await eventually(
-      async () => {
-        if (running.exited) throw new Error(failure("the standby stopped"));
-        return answers(standbyUrl.toString());
-      },
-      STARTS_WITHIN_MS,
-      "the standby to accept connections",
-    );
-    await eventually(
+    await until(() => answers(standbyUrl.toString()), "the standby to accept connections");
+    await until(
       async () => (await replicationState(primary.url)) === "streaming",
-      STARTS_WITHIN_MS,
       "the standby to stream from the primary",
     );
     if (options.synchronous) {
       await query(primary.url, `alter system set synchronous_standby_names = '"${APPLICATION_NAME}"'`);
       await query(primary.url, "select pg_reload_conf()");
-      await eventually(
+      await until(
         async () => (await replicationState(primary.url, "sync_state")) === "sync",
-        STARTS_WITHIN_MS,
         "the standby to become synchronous",
       );
     }
@@ -188,65 +174,44 @@ export async function startStandbyPair(options: StandbyOptions = {}): Promise<St
   }
 }
 
-interface StandbyProcess {
-  readonly exited: boolean;
-  stop(): Promise<void>;
-  log(): string;
+interface Clone {
+  dataDir: string;
+  /** As root: the postgres OS user, who owns the data. */
+  owner: RunAs | undefined;
+  /** What deleting the standby's data deletes. */
+  removeRoot: string;
 }
 
-/** The standby's postmaster, with the settings embedded-postgres.ts gives the primary. */
-function spawnStandby(
-  binDir: string,
-  dataDir: string,
-  port: number,
-  runAs: RunAs | undefined,
-): StandbyProcess {
-  const child: ChildProcess = spawn(
-    join(binDir, "postgres"),
+/** The primary's base backup at `asked` (or where, as root, the postgres OS user owns it), set up to stream. */
+async function cloneAsStandby(primary: EmbeddedDatabase, asked: string, password: string): Promise<Clone> {
+  // As root, a directory of the postgres OS user's, as for the primary.
+  const placed =
+    process.getuid?.() === 0
+      ? placeForRoot({ nativeDir: dirname(primary.binDir), dataDir: asked, ephemeral: true })
+      : undefined;
+  const owner = placed?.runAs;
+  const dataDir = placed?.dataDir ?? asked;
+  if (!placed) mkdirSync(dataDir, { mode: 0o700 });
+  const clone = { dataDir, owner, removeRoot: placed?.removeRoot ?? dataDir };
+  try {
+    await baseBackup(primary.url, primary.dataDir, dataDir, owner);
+  } catch (error) {
+    rmSync(clone.removeRoot, { recursive: true, force: true });
+    throw error;
+  }
+  writeOwned(join(dataDir, "standby.signal"), "", owner);
+  const primaryPort = new URL(primary.url).port;
+  writeOwned(
+    join(dataDir, "postgresql.auto.conf"),
     [
-      ...["-D", dataDir, "-p", String(port)],
-      ...["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
-      // A standby refuses to start with fewer than the primary's.
-      ...["-c", "max_connections=200"],
-      ...["-c", "lc_messages=C"],
-    ],
-    { ...runAs, cwd: runAs ? "/" : undefined, stdio: ["ignore", "ignore", "pipe"] },
+      `primary_conninfo = 'host=127.0.0.1 port=${primaryPort} user=${REPLICATION_ROLE} password=${password} application_name=${APPLICATION_NAME}'`,
+      `primary_slot_name = '${SLOT}'`,
+      "",
+    ].join("\n"),
+    owner,
+    "a",
   );
-  const lines: string[] = [];
-  let partial = "";
-  let exited = false;
-  // A postgres left behind would hold its port and data directory.
-  const stopOnExit = () => child.kill("SIGINT");
-  process.on("exit", stopOnExit);
-  const gone = new Promise<void>((resolve) => {
-    const done = () => {
-      exited = true;
-      process.off("exit", stopOnExit);
-      resolve();
-    };
-    child.on("exit", done);
-    child.on("error", (error) => {
-      lines.push(`cannot run postgres: ${error.message}`);
-      done();
-    });
-  });
-  // Always read stderr, or a full pipe would stall the server's logging.
-  child.stderr?.on("data", (chunk: Buffer) => {
-    const complete = (partial + chunk.toString("utf8")).split("\n");
-    partial = complete.pop() ?? "";
-    lines.push(...complete);
-    if (lines.length > 40) lines.splice(0, lines.length - 40);
-  });
-  return {
-    get exited() {
-      return exited;
-    },
-    async stop() {
-      if (!exited) child.kill("SIGINT"); // a fast shutdown
-      await gone;
-    },
-    log: () => lines.join("\n"),
-  };
+  return clone;
 }
 
 async function query<Row extends pg.QueryResultRow = pg.QueryResultRow>(
