@@ -5,14 +5,47 @@ import { pino } from "pino";
 export type Logger = pino.Logger;
 
 export function createLogger(service: string, level: string): Logger {
-  return pino({
-    name: service,
-    level,
-    base: { service },
-    redact: {
-      paths: ["authorization", "*.authorization", "token", "*.token", "params", "*.params"],
-      remove: true,
+  return pino(
+    {
+      name: service,
+      level,
+      base: { service },
+      redact: {
+        paths: ["authorization", "*.authorization", "token", "*.token", "params", "*.params"],
+        remove: true,
+      },
+      timestamp: pino.stdTimeFunctions.isoTime,
     },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    bufferedStdout(),
+  );
+}
+
+/** How long a log line may wait in the buffer before it is written. */
+const FLUSH_EVERY_MS = 200;
+
+/**
+ * Standard output, written in blocks of at least 4 KiB (or every 200 ms)
+ * instead of one synchronous write per line: with a line per request, that
+ * write was the single biggest cost of a small query in query-grpc's profile.
+ * Whatever is buffered is written synchronously when the process exits, so
+ * only a SIGKILL can lose the last 200 ms of lines.
+ */
+function bufferedStdout(): pino.DestinationStream {
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const timer = setInterval(() => {
+    try {
+      destination.flush();
+    } catch {
+      // closed: the exit handler below wrote what was left
+    }
+  }, FLUSH_EVERY_MS);
+  timer.unref();
+  process.once("exit", () => {
+    try {
+      destination.flushSync();
+    } catch {
+      // stdout already gone: nothing left to write to
+    }
   });
+  return destination;
 }
