@@ -1,4 +1,4 @@
-// Builds query-grpc from its configuration: the pool, the executor, and a
+// Builds query-grpc from its configuration: the pool, the engine, and a
 // grpc-js server carrying QueryService, Health and Reflection side by side.
 // Tests start it in-process on port 0; main.ts starts it for real.
 import { Server, type ServiceDefinition } from "@grpc/grpc-js";
@@ -15,7 +15,7 @@ import { QueryFailure } from "../errors.js";
 import { QueryMetrics } from "../metrics.js";
 import { Admission } from "../postgres/admission.js";
 import { ControlConnection } from "../postgres/control.js";
-import { Executor } from "../postgres/executor.js";
+import { Engine } from "../postgres/engine.js";
 import { markSessionClean } from "../postgres/session-reset.js";
 import { TypeNames } from "../postgres/type-names.js";
 import { createTransactionRpcs } from "../rpc/deps.js";
@@ -85,14 +85,14 @@ export async function startQueryGrpc(
   const admission = new Admission(config.POOL_MAX, config.POOL_MAX_WAITING, config.POOL_WAIT_MS);
   const metrics = new QueryMetrics(pool, admission);
   const typeNames = new TypeNames(control);
-  const executor = new Executor(pool, admission, typeNames, {
+  const engine = new Engine(pool, admission, typeNames, {
     batchRows: config.BATCH_ROWS,
-    firstBatchRows: Math.min(100, config.BATCH_ROWS),
     resetSession: config.RESET_SESSION,
+    // A rollback or a cancelled statement that takes longer means a connection we cannot vouch for.
     settleTimeoutMs: 2000,
     maxMessageBytes: 1024 * 1024,
   });
-  const transactionRpcs = createTransactionRpcs(config, pool, admission, typeNames);
+  const transactionRpcs = createTransactionRpcs(config);
 
   const health = new HealthState();
   const checkDatabase = async () => {
@@ -129,7 +129,8 @@ export async function startQueryGrpc(
     queryServiceHandlers({
       authenticator,
       parser,
-      executor,
+      engine,
+      firstBatchRows: Math.min(100, config.BATCH_ROWS),
       metrics,
       transactionRpcs,
       logger,

@@ -1,22 +1,39 @@
-// One round trip of the extended protocol inside an open transaction: a few
-// steps (statements, or more rows of the open portal) pipelined in one write
-// and closed with Sync, so PostgreSQL answers with one ReadyForQuery.
+// The one way querygate speaks PostgreSQL's extended protocol: an Exchange
+// is a node-postgres Submittable that pipelines steps (statements, or more
+// rows of the open portal) in one network write each time it is given some,
+// and ends either with Sync (PostgreSQL answers ReadyForQuery and the
+// exchange is over) or with Flush (PostgreSQL sends what it has and waits:
+// the exchange stays pg's active query and more steps can follow).
 //
-// Why not TransactionCursor (Execute's): a batch or session statement runs in
-// a transaction that outlives it. Ending every exchange with Sync leaves the
-// connection honestly "idle in transaction" between statements (so
-// idle_in_transaction_session_timeout and pg_stat_activity see the truth),
-// restarts statement_timeout for every statement, and keeps the unnamed
-// portal: inside BEGIN ... COMMIT, Sync does not close it, so a later exchange
-// may read more of its rows.
+// Why our own and not pg's Query or pg-cursor: we pipeline a transaction's
+// set-up with the caller's statement in the same write, keep rows in
+// PostgreSQL's text form without any per-value parsing, need the exact
+// command tag, and must know at which step an error struck (set-up,
+// statement, role guard, COMMIT): that decides what the failure means for
+// the caller's data (transaction.ts).
+//
+// Flush keeps a one-statement transaction (Execute) one exchange from BEGIN
+// to COMMIT, so PostgreSQL shows it "active" while its rows stream. Sync
+// ends every statement of a transaction that outlives it (ExecuteBatch,
+// Session): between statements the connection is honestly "idle in
+// transaction", and inside BEGIN the unnamed portal survives Sync, so a
+// later exchange may read more of its rows.
+import type { EventEmitter } from "node:events";
 import type { FieldDef } from "pg";
-import type { ParamValue, ProtocolConnection, RawRow } from "./cursor.js";
+import { isServerError } from "../errors.js";
+import type { RawRow } from "../results/rows.js";
+
+/** A parameter in the form node-postgres sends: text, bytes (bytea) or NULL. */
+export type ParamValue = string | Buffer | null;
+
+/** What a step is for: where an error strikes decides what it means (transaction.ts). */
+export type StepRole = "setup" | "statement" | "guard" | "commit" | "after";
 
 export type Step =
   /** Parse, Bind into the unnamed portal, optionally Describe, Execute up to `rows` rows (0 = all). */
-  | { sql: string; values?: ParamValue[]; describe?: boolean; rows?: number }
+  | { sql: string; values?: ParamValue[]; describe?: boolean; rows?: number; role: StepRole }
   /** Execute up to `more` further rows of the unnamed portal. */
-  | { more: number };
+  | { more: number; role: "statement" };
 
 export interface StepResult {
   /** Set when the step described its portal; [] for a statement without rows. */
@@ -28,45 +45,106 @@ export interface StepResult {
   suspended: boolean;
 }
 
+export type Ending = "sync" | "flush";
+
+// `pg` hands the Submittable the protocol messages of the active query.
+interface ProtocolConnection extends EventEmitter {
+  stream: { cork(): void; uncork(): void };
+  parse(query: { text: string }): void;
+  bind(config: { values?: ParamValue[] }): void;
+  execute(config: { rows?: number }): void;
+  describe(msg: { type: "P" }): void;
+  flush(): void;
+  sync(): void;
+  sendCopyFail(message: string): void;
+}
+
+interface Waiter {
+  index: number;
+  resolve: (result: StepResult) => void;
+  reject: (error: unknown) => void;
+}
+
+interface DescriptionWaiter {
+  index: number;
+  resolve: (fields: FieldDef[]) => void;
+  reject: (error: unknown) => void;
+}
+
 export class Exchange {
   /** One result per step, in order; filled as PostgreSQL answers. */
-  readonly results: StepResult[];
-  /** Index of the step an error struck; exact for an ErrorResponse. */
-  failedAt: number | undefined;
-  /** True once the exchange was written to the connection. */
+  readonly results: StepResult[] = [];
+  /** The role of the step an error struck; exact for an ErrorResponse. */
+  failedIn: StepRole | undefined;
+  /** True once the first steps were written to the connection. */
   submitted = false;
+  /** PostgreSQL confirmed a "commit" step (COMMIT or ROLLBACK): whatever fails later cannot undo it. */
+  committed = false;
 
+  private readonly steps: Step[] = [];
   private connection: ProtocolConnection | undefined;
   /** The step PostgreSQL is answering now. */
   private step = 0;
+  private syncSent = false;
   private finished = false;
-  private readonly settled: Promise<StepResult[]>;
-  private resolve!: (results: StepResult[]) => void;
-  private reject!: (error: unknown) => void;
+  private error: unknown;
+  private waiters: Waiter[] = [];
+  private describing: DescriptionWaiter[] = [];
+  private readonly settled: Promise<void>;
+  private resolveDone!: () => void;
+  private rejectDone!: (error: unknown) => void;
 
-  constructor(private readonly steps: readonly Step[]) {
-    this.results = steps.map(() => ({
-      fields: undefined,
-      rows: [],
-      commandTag: undefined,
-      suspended: false,
-    }));
+  constructor(
+    steps: Step[],
+    private ending: Ending,
+  ) {
+    this.add(steps);
     this.settled = new Promise((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
     });
-    // The caller awaits done() later; an early failure must not count as unhandled meanwhile.
+    // The caller awaits done() later, if at all; an early failure must not count as unhandled meanwhile.
     this.settled.catch(() => {});
   }
 
-  /** Resolves at ReadyForQuery with every step's result; rejects with the first error. */
-  done(): Promise<StepResult[]> {
+  /** Resolves at ReadyForQuery (after a Sync); rejects with the first error. */
+  done(): Promise<void> {
     return this.settled;
   }
 
-  /** True while PostgreSQL may be working on it, i.e. a cancel request would hit it. */
+  /** Resolves once step `index` completed or suspended; rejects if it or an earlier step failed. */
+  result(index: number): Promise<StepResult> {
+    const result = this.results[index];
+    if (index < this.step && result) return Promise.resolve(result);
+    if (this.error !== undefined) return Promise.reject(this.error);
+    if (this.finished) return Promise.reject(new Error("the exchange ended before that step ran"));
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ index, resolve, reject });
+    });
+  }
+
+  /**
+   * Resolves with step `index`'s columns as soon as PostgreSQL described them
+   * (before its rows), so the caller learns the result's shape first.
+   */
+  fields(index: number): Promise<FieldDef[]> {
+    const known = this.results[index]?.fields;
+    if (known) return Promise.resolve(known);
+    if (this.error !== undefined) return Promise.reject(this.error);
+    if (this.finished || index < this.step) return this.result(index).then((r) => r.fields ?? []);
+    return new Promise((resolve, reject) => {
+      this.describing.push({ index, resolve, reject });
+    });
+  }
+
+  /** Index of the last step given so far. */
+  get last(): number {
+    return this.steps.length - 1;
+  }
+
+  /** True while PostgreSQL may be working on a step, i.e. a cancel request would hit it. */
   get busy(): boolean {
-    return this.submitted && !this.finished;
+    return this.submitted && !this.finished && this.step < this.steps.length;
   }
 
   /** True once PostgreSQL answered it completely, or it failed. */
@@ -74,29 +152,33 @@ export class Exchange {
     return this.finished;
   }
 
+  /** True when more steps may still be given: it ended with Flush and nothing failed. */
+  get open(): boolean {
+    return this.submitted && !this.finished && !this.syncSent;
+  }
+
+  /** More steps for an exchange that ended with Flush, in one network write. */
+  continue(steps: Step[], ending: Ending): void {
+    if (!this.open) throw new Error("the exchange is over; start another");
+    const from = this.steps.length;
+    this.add(steps);
+    this.ending = ending;
+    this.write(from);
+  }
+
   // ---- Submittable interface, called by pg.Client ----
 
   submit(connection: unknown): void {
-    const con = connection as ProtocolConnection;
-    this.connection = con;
+    this.connection = connection as ProtocolConnection;
     this.submitted = true;
-    for (const step of this.steps) {
-      if ("more" in step) {
-        con.execute({ rows: step.more });
-        continue;
-      }
-      con.parse({ text: step.sql });
-      con.bind({ values: step.values ?? [] });
-      if (step.describe) con.describe({ type: "P" });
-      con.execute({ rows: step.rows ?? 0 });
-    }
-    con.sync();
-    con.on("noData", this.onNoData);
+    this.connection.on("noData", this.onNoData);
+    this.write(0);
   }
 
   handleRowDescription(msg: { fields: FieldDef[] }): void {
     const result = this.results[this.step];
     if (result) result.fields = msg.fields;
+    this.described(msg.fields);
   }
 
   handleDataRow(msg: { fields: RawRow }): void {
@@ -104,18 +186,22 @@ export class Exchange {
   }
 
   handlePortalSuspended(): void {
-    const result = this.results[this.step++];
+    const result = this.results[this.step];
     if (result) result.suspended = true;
+    this.advance();
   }
 
   handleCommandComplete(msg: { text: string }): void {
-    const result = this.results[this.step++];
+    const result = this.results[this.step];
     if (result) result.commandTag = msg.text;
+    if (this.steps[this.step]?.role === "commit") this.committed = true;
+    this.advance();
   }
 
   handleEmptyQuery(): void {
-    const result = this.results[this.step++];
+    const result = this.results[this.step];
     if (result) result.commandTag = "";
+    this.advance();
   }
 
   handleCopyInResponse(connection: unknown): void {
@@ -125,18 +211,84 @@ export class Exchange {
   handleCopyData(): void {}
 
   handleError(error: unknown): void {
-    // node-postgres ends the active query on an error; the ReadyForQuery that
+    // node-postgres ends the active query on an error: the ReadyForQuery that
     // follows our Sync goes to the client, which then starts its next query.
     if (this.finished) return;
-    this.failedAt = this.step;
+    this.error = error;
+    this.failedIn = this.steps[this.step]?.role ?? "statement";
+    // After an ErrorResponse PostgreSQL skips everything up to the next Sync:
+    // send one if none is on its way, so the connection comes back.
+    if (isServerError(error) && !this.syncSent) {
+      this.syncSent = true;
+      this.connection?.sync();
+    }
     this.finish();
-    this.reject(error);
+    for (const waiter of this.waiters) waiter.reject(error);
+    this.waiters = [];
+    for (const waiter of this.describing) waiter.reject(error);
+    this.describing = [];
+    this.rejectDone(error);
   }
 
   handleReadyForQuery(): void {
     if (this.finished) return;
     this.finish();
-    this.resolve(this.results);
+    // Any step still awaited was never answered (PostgreSQL answered Sync first).
+    const never = new Error("the exchange ended before that step ran");
+    for (const waiter of this.waiters) waiter.reject(never);
+    this.waiters = [];
+    for (const waiter of this.describing) waiter.reject(never);
+    this.describing = [];
+    this.resolveDone();
+  }
+
+  private add(steps: Step[]): void {
+    for (const step of steps) {
+      this.steps.push(step);
+      this.results.push({ fields: undefined, rows: [], commandTag: undefined, suspended: false });
+    }
+  }
+
+  private write(from: number): void {
+    const con = this.connection;
+    if (!con) return; // submit() writes everything given so far
+    // One network write for the whole pipeline, not one per protocol message.
+    con.stream.cork();
+    for (const step of this.steps.slice(from)) {
+      if ("more" in step) {
+        con.execute({ rows: step.more });
+        continue;
+      }
+      con.parse({ text: step.sql });
+      con.bind({ values: step.values ?? [] });
+      if (step.describe) con.describe({ type: "P" });
+      con.execute({ rows: step.rows ?? 0 });
+    }
+    if (this.ending === "sync") {
+      this.syncSent = true;
+      con.sync();
+    } else {
+      con.flush();
+    }
+    con.stream.uncork();
+  }
+
+  private described(fields: FieldDef[]): void {
+    const ready = this.describing.filter((w) => w.index === this.step);
+    if (ready.length === 0) return;
+    this.describing = this.describing.filter((w) => w.index !== this.step);
+    for (const waiter of ready) waiter.resolve(fields);
+  }
+
+  private advance(): void {
+    // A step that was not described (or whose description was not asked for) answers its waiters now.
+    this.described(this.results[this.step]?.fields ?? []);
+    const index = this.step++;
+    const result = this.results[index] as StepResult;
+    const ready = this.waiters.filter((w) => w.index <= index);
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((w) => w.index > index);
+    for (const waiter of ready) waiter.resolve(this.results[waiter.index] ?? result);
   }
 
   private finish(): void {
@@ -147,5 +299,6 @@ export class Exchange {
   private onNoData = (): void => {
     const result = this.results[this.step];
     if (result) result.fields = [];
+    this.described([]);
   };
 }

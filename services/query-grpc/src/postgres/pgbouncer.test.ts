@@ -202,7 +202,7 @@ if (bouncer) {
       // Caller A's Execute takes a session lock on server connection S1, then
       // fails. While it runs, B holds S2 and C waits for a server, so S1 is
       // wanted by someone else the moment A's transaction ends. A's ROLLBACK
-      // and DISCARD ALL go out in one round trip (executor.ts rollback()), so
+      // and DISCARD ALL go out in one round trip (engine.ts rollback()), so
       // the reset cannot miss S1; two round trips could have.
       const failing = executeError(client, {
         sql: "select pg_advisory_lock(4245), pg_sleep(0.5), 1 / (random() * 0)::int",

@@ -3,7 +3,7 @@
 // failure in either is reported. Shared by Execute, ExecuteBatch and Session.
 
 import { fromDatabaseError, isServerError, QueryFailure } from "../errors.js";
-import type { FailedIn } from "./cursor.js";
+import type { StepRole } from "./exchange.js";
 
 export type IsolationLevel = "read committed" | "repeatable read" | "serializable";
 
@@ -69,7 +69,7 @@ const ROLE_REFUSALS = new Set(["22023", "42704", "42501", "28000"]);
  */
 export function transactionFailure(
   error: unknown,
-  failedIn: FailedIn | undefined,
+  failedIn: StepRole | undefined,
   settings: Pick<TransactionSettings, "role" | "readOnly">,
 ): QueryFailure {
   const ending = failedIn === "guard" || failedIn === "commit";

@@ -7,12 +7,13 @@ import type { handleUnaryCall, ServerUnaryCall } from "@grpc/grpc-js";
 import type {
   ExecuteBatchRequest,
   ExecuteBatchResponse,
+  ResultFooter,
   Row,
   StatementResult,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
-import type { OpenTransaction, StatementSink } from "../postgres/open-transaction.js";
+import type { StatementSink, Transaction } from "../postgres/engine.js";
 import type { Classification } from "../sql/classify.js";
 import {
   atStatement,
@@ -57,7 +58,7 @@ async function runBatch(
   const { statements, options } = call.request;
   let caller: Caller | undefined;
   let classified: Classification[] = [];
-  let transaction: OpenTransaction | undefined;
+  let transaction: Transaction | undefined;
   let outcome = "OK";
   let failedStatement: number | undefined;
   const gathered = new Gathered(batch.maxResponseBytes);
@@ -83,9 +84,10 @@ async function runBatch(
       }
     }
     const deadline = call.getDeadline();
-    transaction = await deps.transactionRpcs.transactions.open(
+    transaction = await deps.engine.open(
       transactionSettings(options, caller, requestId, deps.limits, deadline),
       signal,
+      "open",
     );
     for (const [index, statement] of statements.entries()) {
       const request = {
@@ -95,7 +97,8 @@ async function runBatch(
         timeoutMs: statementTimeoutMs(statement.timeoutMs, options, caller, deps.limits, deadline),
       };
       try {
-        await transaction.run(request, gathered.next(), signal, batch.batchRows);
+        const sink = gathered.next();
+        await sink.footer(await transaction.run(request, sink, signal, batch.batchRows));
       } catch (error) {
         throw atStatement(index, error);
       }
@@ -149,7 +152,7 @@ class Gathered {
   constructor(private readonly maxBytes: number) {}
 
   /** The sink for the next statement's result. */
-  next(): StatementSink {
+  next(): StatementSink & { footer(footer: ResultFooter): Promise<void> } {
     const result: StatementResult = { columns: [], rows: [], footer: undefined };
     this.results.push(result);
     return {

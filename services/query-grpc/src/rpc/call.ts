@@ -1,7 +1,6 @@
-// What ExecuteBatch and Session take from a gRPC call before any SQL runs:
-// the request id, the caller's transaction settings, each statement's
-// timeout, row limit and parameters. Execute keeps its own copies of the per-call rules in
-// query-service.ts; they are the same rules.
+// What the three RPCs take from a gRPC call before any SQL runs: the request
+// id, the caller's transaction settings, each statement's timeout, row limit
+// and parameters.
 import { randomUUID } from "node:crypto";
 import type { Metadata } from "@grpc/grpc-js";
 import {
@@ -12,7 +11,7 @@ import {
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure } from "../errors.js";
-import type { ParamValue } from "../postgres/cursor.js";
+import type { ParamValue } from "../postgres/exchange.js";
 import type { IsolationLevel as SqlIsolation, TransactionSettings } from "../postgres/transaction.js";
 import type { Classification } from "../sql/classify.js";
 import type { SqlParser } from "../sql/parser.js";
@@ -57,17 +56,21 @@ export function transactionSettings(
   if (level !== IsolationLevel.ISOLATION_LEVEL_UNSPECIFIED && isolation === undefined) {
     throw new QueryFailure("invalid_request", `unknown isolation level ${level}`);
   }
-  const tag = (options?.applicationTag ?? "").replace(/[^\x20-\x7e]/g, "").slice(0, 40);
   return {
     timeoutMs: statementTimeoutMs(0, options, caller, limits, deadline),
     readOnly: caller.readOnly || (options?.readOnly ?? false),
     isolation,
     deferrable: options?.deferrable ?? false,
-    // Lets a slow statement in pg_stat_activity be traced back to its request.
-    applicationName: `querygate${tag ? `:${tag.slice(0, 16)}` : ""} ${requestId}`.slice(0, 63),
+    applicationName: applicationName(options?.applicationTag, requestId),
     role: caller.role,
     claims: caller.claims,
   };
+}
+
+/** Lets a slow statement in pg_stat_activity be traced back to its request. */
+export function applicationName(applicationTag: string | undefined, requestId: string): string {
+  const tag = (applicationTag ?? "").replace(/[^\x20-\x7e]/g, "").slice(0, 16);
+  return `querygate${tag ? `:${tag}` : ""} ${requestId}`.slice(0, 63);
 }
 
 /**
@@ -77,7 +80,7 @@ export function transactionSettings(
  */
 export function statementTimeoutMs(
   asked: number,
-  options: TransactionOptions | undefined,
+  options: { timeoutMs?: number } | undefined,
   caller: Caller,
   limits: QueryServiceLimits,
   deadline: Date | number,

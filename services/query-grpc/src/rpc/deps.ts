@@ -1,20 +1,15 @@
-// What the three RPC handlers are given: Execute's executor and limits, and
+// What the three RPC handlers are given: the engine and Execute's limits, and
 // what ExecuteBatch and Session need besides, built once from the configuration.
-import type pg from "pg";
 import type { Logger } from "../../../shared/src/logger.js";
 import type { Authenticator } from "../auth/authenticate.js";
 import type { QueryGrpcConfig } from "../config.js";
 import type { QueryFailure } from "../errors.js";
 import type { QueryMetrics } from "../metrics.js";
-import type { Admission } from "../postgres/admission.js";
-import type { Executor } from "../postgres/executor.js";
-import { Transactions } from "../postgres/open-transaction.js";
-import type { TypeNames } from "../postgres/type-names.js";
+import type { Engine } from "../postgres/engine.js";
 import type { SqlParser } from "../sql/parser.js";
 import { SessionSlots } from "./session-slots.js";
 
 export interface TransactionRpcs {
-  transactions: Transactions;
   batch: {
     /** Most statements one batch may hold. */
     maxStatements: number;
@@ -42,22 +37,13 @@ export interface TransactionRpcDeps {
   accepting: () => boolean;
   /** Tracks in-flight calls so shutdown can wait for them. */
   track: (done: Promise<unknown>, abort: (reason: QueryFailure) => void) => void;
+  /** Runs every statement (postgres/engine.ts). */
+  engine: Engine;
   transactionRpcs: TransactionRpcs;
 }
 
-export function createTransactionRpcs(
-  config: Readonly<QueryGrpcConfig>,
-  pool: pg.Pool,
-  admission: Admission,
-  typeNames: TypeNames,
-): TransactionRpcs {
+export function createTransactionRpcs(config: Readonly<QueryGrpcConfig>): TransactionRpcs {
   return {
-    transactions: new Transactions(pool, admission, typeNames, {
-      batchRows: config.BATCH_ROWS,
-      resetSession: config.RESET_SESSION,
-      // A rollback or a cancelled statement that takes longer means a connection we cannot vouch for.
-      settleTimeoutMs: 5000,
-    }),
     batch: {
       maxStatements: config.BATCH_MAX_STATEMENTS,
       maxResponseBytes: config.BATCH_MAX_RESPONSE_BYTES,
@@ -81,9 +67,12 @@ export interface QueryServiceDeps {
   authenticator: Authenticator;
   /** Classifies SQL before anything runs (parser.ts). */
   parser: SqlParser;
-  executor: Executor;
+  /** Runs every statement (postgres/engine.ts). */
+  engine: Engine;
+  /** Execute's first rows come in a small batch, so they arrive quickly whatever the result's size. */
+  firstBatchRows: number;
   metrics: QueryMetrics;
-  /** ExecuteBatch and Session (batch-service.ts, session-service.ts). */
+  /** ExecuteBatch and Session (batch.ts, session.ts). */
   transactionRpcs: TransactionRpcs;
   limits: QueryServiceLimits;
   logger: Logger;

@@ -1,11 +1,23 @@
 import { Metadata, type ServerWritableStream, status } from "@grpc/grpc-js";
-import type { ExecuteRequest, ExecuteResponse } from "../../../../proto/gen/querygate/v1/query.js";
+import type {
+  ExecuteRequest,
+  ExecuteResponse,
+  ResultFooter,
+} from "../../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
 import type { CancelReason, QueryMetrics } from "../metrics.js";
-import type { ResultWriter, StatementRequest } from "../postgres/executor.js";
+import type { Statement, StatementSink } from "../postgres/engine.js";
+import type { TransactionSettings } from "../postgres/transaction.js";
 import type { Classification } from "../sql/classify.js";
-import { classifyStatement, firstValue, requestIdOf, toParam } from "./call.js";
+import {
+  applicationName,
+  classifyStatement,
+  firstValue,
+  requestIdOf,
+  statementTimeoutMs,
+  toParam,
+} from "./call.js";
 import type { QueryServiceDeps, QueryServiceLimits } from "./deps.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
@@ -46,15 +58,31 @@ export async function handleExecute(
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
     refuseBadEncoding(call.request);
     classification = await classifyStatement(deps.parser, call.request, caller.statements);
-    const request = toStatementRequest(call.request, caller, requestId, deps.limits, call.getDeadline());
+    const { settings, statement } = executeRequest(
+      call.request,
+      caller,
+      requestId,
+      deps.limits,
+      call.getDeadline(),
+    );
     timer = setTimeout(() => {
-      const failure = new QueryFailure("timeout", `statement exceeded its ${request.timeoutMs} ms timeout`);
+      const failure = new QueryFailure("timeout", `statement exceeded its ${statement.timeoutMs} ms timeout`);
       abort(controller, failure, "timeout", deps.metrics);
-    }, request.timeoutMs);
-    const writer = streamWriter(call, signal, (n) => {
+    }, statement.timeoutMs);
+    const writer = streamWriter(call, signal, settings.readOnly, (n) => {
       rows += n;
     });
-    await deps.executor.run(request, writer, signal);
+    const transaction = await deps.engine.open(settings, signal, "single");
+    try {
+      writer.accepted();
+      const footer = await transaction.run(statement, writer, signal, deps.firstBatchRows);
+      if (signal.aborted) throw signal.reason;
+      await transaction.commit();
+      // The footer says the statement succeeded: only once it committed.
+      await writer.footer(footer);
+    } finally {
+      await transaction.close();
+    }
     call.end();
   } catch (error) {
     const failure = asFailure(error);
@@ -102,42 +130,45 @@ export function abort(
   controller.abort(failure);
 }
 
-function toStatementRequest(
+/** Execute's one statement and the transaction it runs in, from the call's options. */
+function executeRequest(
   request: ExecuteRequest,
   caller: Caller,
   requestId: string,
   limits: QueryServiceLimits,
   deadline: Date | number,
-): StatementRequest {
+): { settings: TransactionSettings; statement: Statement } {
   const options = request.options;
   const maxRows = Number(options?.maxRows ?? "0");
-  const asked = options?.timeoutMs || limits.defaultTimeoutMs;
-  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-  const untilDeadline = Number.isFinite(deadlineMs)
-    ? Math.max(1, deadlineMs - Date.now())
-    : Number.POSITIVE_INFINITY;
-  const tag = (options?.applicationTag ?? "").replace(/[^\x20-\x7e]/g, "").slice(0, 40);
+  const timeoutMs = statementTimeoutMs(0, options, caller, limits, deadline);
   return {
-    sql: request.sql,
-    params: request.params.map(toParam),
-    maxRows: Number.isSafeInteger(maxRows) ? maxRows : 0,
-    timeoutMs: Math.min(
-      asked,
-      caller.maxStatementMs ?? Number.POSITIVE_INFINITY,
-      limits.maxTimeoutMs,
-      untilDeadline,
-    ),
-    readOnly: caller.readOnly || (options?.readOnly ?? false),
-    // Lets a slow statement in pg_stat_activity be traced back to its request.
-    applicationName: `querygate${tag ? `:${tag.slice(0, 16)}` : ""} ${requestId}`.slice(0, 63),
-    role: caller.role,
-    claims: caller.claims,
+    settings: {
+      timeoutMs,
+      readOnly: caller.readOnly || (options?.readOnly ?? false),
+      applicationName: applicationName(options?.applicationTag, requestId),
+      role: caller.role,
+      claims: caller.claims,
+    },
+    statement: {
+      sql: request.sql,
+      params: request.params.map(toParam),
+      maxRows: Number.isSafeInteger(maxRows) && maxRows > 0 ? maxRows : 0,
+      timeoutMs,
+    },
   };
+}
+
+/** Where Execute's result goes: the statement's header and rows, then its footer once committed. */
+interface ResultWriter extends StatementSink {
+  /** Called once, just before the first SQL goes to PostgreSQL. */
+  accepted(): void;
+  footer(footer: ResultFooter): Promise<void>;
 }
 
 function streamWriter(
   call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
   signal: AbortSignal,
+  readOnly: boolean,
   countRows: (n: number) => void,
 ): ResultWriter {
   // Backpressure by what has actually gone out: a write resolves once the
@@ -168,14 +199,24 @@ function streamWriter(
     });
   };
   return {
-    // Response headers go out before any SQL runs: a client that saw no headers
-    // knows the statement never started (grpc-js retries only such calls).
-    accepted: () => call.sendMetadata(new Metadata()),
+    // Response headers go out before any SQL that may write runs: a client
+    // that saw no headers knows the statement never started (the bridge's
+    // grpc-js retries only such calls). A read-only statement may be retried
+    // anyway, so its headers travel with its first message, in the same write.
+    accepted: () => {
+      if (!readOnly) call.sendMetadata(new Metadata());
+    },
     header: (columns) => write({ header: { columns } }),
     rows: (batch) => {
       countRows(batch.length);
       return write({ rows: { rows: batch } });
     },
-    footer: (footer) => write({ footer }),
+    // The last message is small and the trailers follow at once: not waiting
+    // for the messages before it lets both share their network write.
+    footer: (footer) => {
+      if (signal.aborted) return Promise.reject(signal.reason);
+      call.write({ footer });
+      return Promise.resolve();
+    },
   };
 }

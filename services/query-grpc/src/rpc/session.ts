@@ -12,13 +12,14 @@
 import { performance } from "node:perf_hooks";
 import type { handleBidiStreamingCall, ServerDuplexStream } from "@grpc/grpc-js";
 import type {
+  ResultFooter,
   SessionRequest,
   SessionResponse,
   TransactionOptions,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
-import type { OpenTransaction, StatementSink } from "../postgres/open-transaction.js";
+import type { StatementSink, Transaction } from "../postgres/engine.js";
 import type { StatementKind } from "../statement-kinds.js";
 import {
   atStatement,
@@ -69,7 +70,7 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
   const out = new Outbox(call, signal);
   let leave: (() => void) | undefined;
   let caller: Caller | undefined;
-  let transaction: OpenTransaction | undefined;
+  let transaction: Transaction | undefined;
   let statements = 0;
   const kinds = new Set<StatementKind>();
   let committed: boolean | undefined;
@@ -105,9 +106,10 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
           const classification = await classifyStatement(deps.parser, statement, caller.statements);
           for (const kind of classification.kinds) kinds.add(kind);
           const deadline = call.getDeadline();
-          transaction ??= await deps.transactionRpcs.transactions.open(
+          transaction ??= await deps.engine.open(
             transactionSettings(options, caller, requestId, deps.limits, deadline),
             signal,
+            "open",
           );
           const request = {
             sql: statement.sql,
@@ -115,7 +117,8 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
             maxRows: maxRowsOf(statement, options),
             timeoutMs: statementTimeoutMs(statement.timeoutMs, options, caller, deps.limits, deadline),
           };
-          await transaction.run(request, out.sink(), signal, limits.firstBatchRows);
+          const sink = out.sink();
+          await sink.footer(await transaction.run(request, sink, signal, limits.firstBatchRows));
         } catch (error) {
           throw atStatement(index, error);
         }
@@ -251,7 +254,7 @@ class Outbox {
   }
 
   /** Where one statement's header, rows and footer go. */
-  sink(): StatementSink {
+  sink(): StatementSink & { footer(footer: ResultFooter): Promise<void> } {
     return {
       header: (columns) => this.write({ header: { columns } }),
       rows: (batch) => {

@@ -1,0 +1,435 @@
+// The statement engine: every caller's SQL runs here, in a transaction on a
+// pooled connection, behind admission. Execute is a transaction of one
+// statement; ExecuteBatch and Session keep one open across several. Both are
+// the same Transaction: one set-up, one cancel path, one rule for when a
+// connection may go back to the pool, one classification of failures.
+//
+// A one-statement transaction is a single Exchange ended with Flush until
+// its COMMIT, so BEGIN, the set-up, the statement and its first rows go out
+// in one write and the transaction's end in another. An open transaction ends
+// each statement's exchange with Sync (see exchange.ts for why).
+import { performance } from "node:perf_hooks";
+import type pg from "pg";
+import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/v1/query.js";
+import { isServerError, QueryFailure } from "../errors.js";
+import { affectedRows, byteBounded, commandOf, toRow } from "../results/rows.js";
+import type { Admission } from "./admission.js";
+import { stopStatement } from "./cancel.js";
+import { type Ending, Exchange, type ParamValue, type Step, type StepResult } from "./exchange.js";
+import { DISCARD_ALL, markSessionClean, takeSessionClean } from "./session-reset.js";
+import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
+import type { TypeNames } from "./type-names.js";
+
+export interface Statement {
+  sql: string;
+  params: ParamValue[];
+  /** 0 = no limit. */
+  maxRows: number;
+  timeoutMs: number;
+}
+
+/** Where one statement's result goes. Each method resolves once the receiver can take more. */
+export interface StatementSink {
+  header(columns: Column[]): Promise<void>;
+  rows(batch: Row[]): Promise<void>;
+}
+
+export interface EngineOptions {
+  /** Rows per Execute after the first. */
+  batchRows: number;
+  /** DISCARD ALL when a transaction ends, so nothing its caller left in the session reaches the next. */
+  resetSession: boolean;
+  /** How long a rollback, or a cancelled statement, may take before the connection is closed instead. */
+  settleTimeoutMs: number;
+  /** Rows go out in messages of at most about this many bytes of values. */
+  maxMessageBytes: number;
+}
+
+/** "single": a transaction of exactly one statement (Execute); "open": any number (ExecuteBatch, Session). */
+export type TransactionShape = "single" | "open";
+
+export class Engine {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly admission: Admission,
+    private readonly typeNames: TypeNames,
+    private readonly options: EngineOptions,
+  ) {}
+
+  /** Takes an admission slot and a connection; no SQL runs until the first statement. */
+  async open(
+    settings: TransactionSettings,
+    signal: AbortSignal,
+    shape: TransactionShape,
+  ): Promise<Transaction> {
+    const releaseSlot = await this.admission.acquire(signal);
+    try {
+      const client = await this.connect(signal);
+      return new Transaction(client, releaseSlot, settings, shape, this.typeNames, this.options);
+    } catch (error) {
+      releaseSlot();
+      throw error;
+    }
+  }
+
+  /**
+   * A pooled connection. pg cannot abandon a connect in progress, so a caller
+   * who gives up meanwhile gets its abort as soon as the connection is there,
+   * and the connection (untouched) goes straight back to the pool.
+   */
+  private async connect(signal: AbortSignal): Promise<pg.PoolClient> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw new QueryFailure(
+        "unavailable",
+        `database unavailable: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+    if (signal.aborted) {
+      client.release();
+      throw signal.reason;
+    }
+    return client;
+  }
+}
+
+type State =
+  /** Nothing sent yet: the set-up goes out with the first statement. */
+  | "new"
+  /** BEGIN went out; what follows must end with COMMIT or ROLLBACK. */
+  | "open"
+  | "committed"
+  | "rolled back";
+
+export class Transaction {
+  private state: State = "new";
+  /** The statement_timeout in force in the transaction. */
+  private timeoutMs: number;
+  /**
+   * The connection failed, may be mid-exchange, or was sent a CancelRequest
+   * (which may land late, on whatever runs next): it must not go back to the pool.
+   */
+  private broken = false;
+  private closed = false;
+  /** A "single" transaction's one exchange, while it is still open (ended with Flush). */
+  private live: Exchange | undefined;
+  private readonly onClientError = () => {
+    this.broken = true;
+  };
+
+  constructor(
+    private readonly client: pg.PoolClient,
+    private readonly releaseSlot: () => void,
+    private readonly settings: TransactionSettings,
+    private readonly shape: TransactionShape,
+    private readonly typeNames: TypeNames,
+    private readonly options: EngineOptions,
+  ) {
+    this.timeoutMs = settings.timeoutMs;
+    // A connection that breaks emits 'error' on the client; without a listener it would crash the process.
+    client.on("error", this.onClientError);
+  }
+
+  /**
+   * Runs one statement and hands its result to `sink`: header, then rows in
+   * batches (the first of `firstBatchRows`). Returns the footer, for the
+   * caller to send when it means it (Execute: only once COMMIT succeeded).
+   * Throws a QueryFailure; after one the transaction is aborted and only close() remains.
+   */
+  async run(
+    statement: Statement,
+    sink: StatementSink,
+    signal: AbortSignal,
+    firstBatchRows: number,
+  ): Promise<ResultFooter> {
+    if (this.shape === "single" && this.state !== "new") {
+      throw new Error("a single-statement transaction runs one statement");
+    }
+    const started = performance.now();
+    const local = new AbortController();
+    const stop = () => local.abort(signal.reason);
+    signal.addEventListener("abort", stop);
+    if (signal.aborted) stop();
+    // statement_timeout restarts with every exchange; this bounds the whole statement, row reading included.
+    const timer = setTimeout(
+      () =>
+        local.abort(new QueryFailure("timeout", `statement exceeded its ${statement.timeoutMs} ms timeout`)),
+      statement.timeoutMs,
+    );
+    try {
+      const before: Step[] = [];
+      if (this.state === "new") {
+        const reset = this.options.resetSession && !takeSessionClean(this.client);
+        for (const sql of transactionSetup(this.settings, reset)) before.push({ sql, role: "setup" });
+        this.state = "open";
+      }
+      if (statement.timeoutMs !== this.timeoutMs) {
+        const ms = Math.max(1, Math.trunc(statement.timeoutMs));
+        before.push({
+          sql: `SELECT pg_catalog.set_config('statement_timeout', '${ms}', true)`,
+          role: "setup",
+        });
+        this.timeoutMs = statement.timeoutMs;
+      }
+      const limit = statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
+      // One row past the limit tells a result of exactly `limit` rows from a truncated one.
+      const want = (sent: number, batch: number) => Math.min(batch, limit - sent + 1);
+      const first = this.send([
+        ...before,
+        {
+          sql: statement.sql,
+          values: statement.params,
+          describe: true,
+          rows: want(0, firstBatchRows),
+          role: "statement",
+        },
+      ]);
+      // The header goes out as soon as PostgreSQL described the result, before its rows.
+      const fields = await this.wait(first.exchange, first.exchange.fields(first.index), local.signal);
+      const names = await this.typeNames.namesFor(fields.map((f) => f.dataTypeID));
+      await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), local.signal);
+      let result = await this.step(first.exchange, first.index, local.signal);
+
+      let sent = 0;
+      let truncated = false;
+      for (;;) {
+        let rows = result.rows;
+        if (rows.length > limit - sent) {
+          rows = rows.slice(0, limit - sent);
+          truncated = true;
+        }
+        sent += rows.length;
+        for (const batch of byteBounded(rows, this.options.maxMessageBytes)) {
+          if (batch.length > 0) await untilAborted(sink.rows(batch.map(toRow)), local.signal);
+        }
+        if (truncated || !result.suspended) break;
+        if (local.signal.aborted) throw local.signal.reason;
+        const more = this.send([{ more: want(sent, this.options.batchRows), role: "statement" }]);
+        result = await this.step(more.exchange, more.index, local.signal);
+      }
+      if (local.signal.aborted) throw local.signal.reason;
+
+      // A SELECT read in several Executes reports only the last one's count: use our own.
+      const completed = result.commandTag ?? "";
+      const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${sent}` : completed;
+      return {
+        commandTag: tag,
+        command: commandOf(tag),
+        rowCount: String(fields.length > 0 ? sent : affectedRows(tag)),
+        truncated,
+        serverTimeMs: performance.now() - started,
+      };
+    } catch (error) {
+      if (local.signal.aborted) throw local.signal.reason;
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", stop);
+    }
+  }
+
+  /**
+   * COMMIT, after the role guard, with DISCARD ALL in the same round trip
+   * (behind a transaction-mode pooler a separate query could land on another
+   * server connection). Never cancelled: once COMMIT is sent, only
+   * PostgreSQL's answer says whether it happened; a failure with that
+   * answer missing is "commit_unknown". A read-only transaction ends with
+   * ROLLBACK: nothing it did persists, even what PostgreSQL allows in READ ONLY.
+   */
+  async commit(): Promise<void> {
+    if (this.state === "new") {
+      // Nothing ran, so there is nothing to commit.
+      this.state = "committed";
+      return;
+    }
+    if (this.state !== "open") throw new Error(`cannot commit a transaction that is ${this.state}`);
+    const ending = this.settings.readOnly ? "ROLLBACK" : "COMMIT";
+    const steps: Step[] = [];
+    if (this.settings.role !== undefined) steps.push({ sql: roleGuard(this.settings.role), role: "guard" });
+    steps.push({ sql: ending, role: "commit" });
+    if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
+    const exchange = this.finalExchange(steps);
+    try {
+      await exchange.done();
+    } catch (error) {
+      if (!isServerError(error)) this.broken = true;
+      if (exchange.committed) {
+        // COMMIT's own answer arrived before the failure (e.g. the server
+        // shutting down during DISCARD ALL): the transaction ended as asked.
+        this.broken = true;
+        this.state = "committed";
+        return;
+      }
+      if (!exchange.submitted) {
+        this.broken = true;
+        const message = error instanceof Error ? error.message : String(error);
+        throw new QueryFailure("unavailable", `database unavailable: ${message}`);
+      }
+      // Left "open": after a failed guard PostgreSQL skipped the COMMIT and the
+      // transaction is still there, aborted; close() sends the ROLLBACK.
+      throw transactionFailure(error, exchange.failedIn, this.settings);
+    }
+    // PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK.
+    // (The exchange may have carried the statement too: count from its end.)
+    const commitIndex = exchange.last - (steps.length - 1) + steps.findIndex((s) => s.role === "commit");
+    if (exchange.results[commitIndex]?.commandTag !== ending) {
+      this.state = "rolled back";
+      throw new QueryFailure("sql", "the transaction was aborted; COMMIT rolled it back", {
+        sqlstate: "25P02",
+      });
+    }
+    this.state = "committed";
+    if (this.options.resetSession) markSessionClean(this.client);
+  }
+
+  /**
+   * Ends the transaction with ROLLBACK (and DISCARD ALL in the same round
+   * trip). Never fails: a connection that broke rolled back too; one that
+   * does not answer in time is closed instead of reused.
+   */
+  async rollback(): Promise<void> {
+    if (this.state === "open" && !this.broken) {
+      const steps: Step[] = [{ sql: "ROLLBACK", role: "commit" }];
+      if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
+      let ok = false;
+      const answered = (async () => {
+        await this.finalExchange(steps).done();
+        ok = true;
+      })().then(
+        () => true,
+        () => true,
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.options.settleTimeoutMs);
+      });
+      const settled = await Promise.race([answered, timedOut]);
+      clearTimeout(timer);
+      if (!settled || !ok) this.broken = true;
+      else if (this.options.resetSession) markSessionClean(this.client);
+    }
+    this.live = undefined;
+    this.state = "rolled back";
+  }
+
+  /** Rolls back whatever is still open, then returns the connection and the admission slot. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.rollback();
+    this.client.off("error", this.onClientError);
+    // A connection whose state we cannot vouch for is closed, not reused.
+    this.client.release(this.broken ? true : undefined);
+    this.releaseSlot();
+  }
+
+  /**
+   * Sends steps: a "single" transaction keeps one exchange open with Flush,
+   * an "open" one ends each with Sync. Returns the exchange and the index of
+   * the last step, to wait on with wait().
+   */
+  private send(steps: Step[]): { exchange: Exchange; index: number } {
+    const ending: Ending = this.shape === "single" ? "flush" : "sync";
+    let exchange: Exchange;
+    if (this.live?.open) {
+      exchange = this.live;
+      exchange.continue(steps, ending);
+    } else {
+      exchange = new Exchange(steps, ending);
+      if (ending === "flush") this.live = exchange;
+      this.client.query(exchange as unknown as pg.QueryConfig);
+    }
+    return { exchange, index: exchange.last };
+  }
+
+  /**
+   * Waits for `answer` from `exchange`. On abort it asks PostgreSQL to cancel
+   * and gives the statement a bounded moment to end; a connection still busy
+   * after that is closed. Failures come out as QueryFailures.
+   */
+  private async wait<T>(exchange: Exchange, answer: Promise<T>, signal: AbortSignal): Promise<T> {
+    if (signal.aborted) {
+      answer.catch(() => {});
+      throw signal.reason;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    let stopCancelling = () => {};
+    let onAbort = () => {};
+    const abandoned = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        if (!exchange.busy) return;
+        // A late cancel could hit whatever runs next on this backend: never reuse it.
+        this.broken = true;
+        stopCancelling = stopStatement(this.client, () => exchange.busy, this.options.settleTimeoutMs);
+        // stopStatement closes a connection that stays busy; this is the backstop if even that hangs.
+        timer = setTimeout(() => {
+          if (!exchange.ended) reject(signal.reason);
+        }, this.options.settleTimeoutMs + 1000);
+      };
+    });
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await Promise.race([answer, abandoned]);
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (!isServerError(error)) {
+        this.broken = true;
+        const message = error instanceof Error ? error.message : String(error);
+        throw new QueryFailure("unavailable", `database unavailable: ${message}`);
+      }
+      throw transactionFailure(error, exchange.failedIn, this.settings);
+    } finally {
+      clearTimeout(timer);
+      stopCancelling();
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** The last step's result; for an exchange ended with Sync, once PostgreSQL is ready again. */
+  private async step(exchange: Exchange, index: number, signal: AbortSignal): Promise<StepResult> {
+    const answer =
+      this.shape === "single"
+        ? exchange.result(index)
+        : Promise.all([exchange.result(index), exchange.done()]).then(([result]) => result);
+    return this.wait(exchange, answer, signal);
+  }
+
+  /** The exchange that ends the transaction: the open one's last steps, or a new exchange. */
+  private finalExchange(steps: Step[]): Exchange {
+    const live = this.live;
+    this.live = undefined;
+    if (live?.open) {
+      live.continue(steps, "sync");
+      return live;
+    }
+    const exchange = new Exchange(steps, "sync");
+    this.client.query(exchange as unknown as pg.QueryConfig);
+    return exchange;
+  }
+}
+
+function column(f: pg.FieldDef, typeName: string | undefined): Column {
+  return {
+    name: f.name,
+    typeOid: f.dataTypeID,
+    typeName: typeName ?? "",
+    tableOid: f.tableID,
+    columnNumber: f.columnID,
+    typeModifier: f.dataTypeModifier,
+  };
+}
+
+/** `work`, or the signal's reason as soon as it aborts. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => {}); // its own failure says no more than the abort does
+    return Promise.reject(signal.reason);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
