@@ -18,6 +18,7 @@ import type {
   Row,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../../shared/src/logger.js";
+import { arrowFormat } from "../encoders/arrow.js";
 import { csvFormat } from "../encoders/csv.js";
 import { type RowEncoder, rowEncoder } from "../encoders/json.js";
 import type { StreamedFormat } from "../encoders/streamed-format.js";
@@ -110,6 +111,8 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
         return streamNdjson(c, deps, request, metadata, format.rows);
       case "csv":
         return streamFormat(c, deps, request, metadata, csvFormat);
+      case "arrow":
+        return streamFormat(c, deps, request, metadata, arrowFormat);
       default:
         return bufferedJson(c, deps, request, metadata, format.rows);
     }
