@@ -5,7 +5,7 @@
 //
 //   npm run bench                 full sizes (about 3 minutes)
 //   npm run bench -- --quick      small sizes, short runs (under a minute)
-//   npm run bench -- --only=bulk,small    some phases: bulk, small, first-row, big
+//   npm run bench -- --only=bulk,small    some phases: bulk, small, first-row, big, formats
 //   npm run bench -- --profile    CPU profiles of the children in bench/profiles/
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -26,6 +26,7 @@ import {
   textTypes,
 } from "./clients.js";
 import { LOOKUP_SQL, loadTables, streamSql } from "./data.js";
+import { formatsPhase } from "./formats.js";
 import { closedLoop, median, percentile } from "./load.js";
 import {
   CpuMeter,
@@ -52,7 +53,7 @@ const args = new Set(process.argv.slice(2));
 const quick = args.has("--quick");
 const profile = args.has("--profile");
 const onlyArg = process.argv.find((a) => a.startsWith("--only="));
-const PHASES = ["bulk", "small", "first-row", "big"] as const;
+const PHASES = ["bulk", "small", "first-row", "big", "formats"] as const;
 const phases = new Set(onlyArg ? onlyArg.slice("--only=".length).split(",") : PHASES);
 
 /** query-grpc's defaults (config.ts, server.ts), mirrored by the baseline. */
@@ -189,6 +190,18 @@ try {
   if (phases.has("small")) results.small = await smallPhase();
   if (phases.has("first-row")) results.firstRow = await firstRowPhase();
   if (phases.has("big")) results.big = await bigPhase();
+  if (phases.has("formats"))
+    Object.assign(results, {
+      formats: await formatsPhase({
+        startServices,
+        stopServices,
+        admin,
+        sizes,
+        batchRows: BATCH_ROWS,
+        firstBatchRows: FIRST_BATCH_ROWS,
+        step,
+      }),
+    });
 
   async function bulkPhase() {
     step(`bulk: ${count(sizes.bulkRows)} rows, ${sizes.streamReps} rep(s) of direct pg, gRPC, bridge NDJSON`);

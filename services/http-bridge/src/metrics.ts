@@ -31,7 +31,7 @@ export class BridgeMetrics {
     });
     this.rows = new Counter({
       name: "querygate_http_rows_total",
-      help: "Result rows encoded to JSON, by format (json or ndjson).",
+      help: "Result rows encoded, by format (json, ndjson, csv or arrow).",
       labelNames: ["format"],
       registers: [registry],
     });

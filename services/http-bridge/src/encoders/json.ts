@@ -89,6 +89,8 @@ function arrayEncoder(element: Encoder): Encoder {
 export interface RowEncoder {
   /** JSON object text for one row, keys in column order. */
   object(values: readonly string[], nullColumns: readonly number[]): string;
+  /** JSON array text for one row, values in column order; duplicate names keep every column. */
+  array(values: readonly string[], nullColumns: readonly number[]): string;
 }
 
 export function rowEncoder(columns: ReadonlyArray<{ name: string; typeOid: number }>): RowEncoder {
@@ -97,7 +99,16 @@ export function rowEncoder(columns: ReadonlyArray<{ name: string; typeOid: numbe
   const parts = columns
     .map((c, i) => ({ index: i, key: `${JSON.stringify(c.name)}:`, encode: encoderFor(c.typeOid) }))
     .filter((p) => lastIndex.get(columns[p.index]!.name) === p.index);
+  const encoders = columns.map((c) => encoderFor(c.typeOid));
   return {
+    array(values, nullColumns) {
+      let out = "[";
+      for (let i = 0; i < encoders.length; i++) {
+        if (i > 0) out += ",";
+        out += nullColumns.length > 0 && nullColumns.includes(i) ? "null" : encoders[i]!(values[i] ?? "");
+      }
+      return `${out}]`;
+    },
     object(values, nullColumns) {
       let out = "{";
       for (let k = 0; k < parts.length; k++) {

@@ -23,6 +23,8 @@ export const queryBody = z.object({
     .optional(),
   readOnly: z.boolean().optional(),
   applicationTag: z.string().max(40).optional(),
+  /** JSON and NDJSON rows as arrays in column order instead of objects. */
+  rowMode: z.enum(["object", "array"], { error: 'rowMode: expected "object" or "array"' }).optional(),
 });
 
 export type QueryBody = z.infer<typeof queryBody>;

@@ -3,7 +3,8 @@
 // nothing about who may run what (query-grpc does).
 //
 // request → check body → translate → call gRPC (credentials passed through)
-//         → encode rows as JSON → write (buffered JSON, or NDJSON as rows arrive)
+//         → encode rows (JSON, NDJSON, CSV or Arrow, chosen by Accept: negotiate.ts)
+//         → write (buffered JSON, or the streamed formats as rows arrive)
 import { randomUUID } from "node:crypto";
 import { Metadata, type ServiceError } from "@grpc/grpc-js";
 import { type Context, Hono } from "hono";
@@ -14,15 +15,21 @@ import type {
   ExecuteResponse,
   QueryServiceClient,
   ResultFooter,
+  Row,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../../shared/src/logger.js";
-import { rowEncoder } from "../encoders/json.js";
+import { arrowFormat } from "../encoders/arrow.js";
+import { csvFormat } from "../encoders/csv.js";
+import { type RowEncoder, rowEncoder } from "../encoders/json.js";
+import type { StreamedFormat } from "../encoders/streamed-format.js";
 import { fromGrpcError, type HttpError, requestError } from "../errors.js";
 import type { BridgeMetrics } from "../metrics.js";
 import { type BodyBindings, parseBody, readBody } from "../request/body.js";
 import { queryBody, toExecuteRequest } from "../request/query-request.js";
 import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
 import { executeBatch, isBatchBody } from "./batch.js";
+import { chooseFormat, type RowMode } from "./negotiate.js";
+import { streamedResponse } from "./streamed.js";
 
 export interface BridgeDeps {
   upstream: QueryServiceClient;
@@ -98,8 +105,17 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
     metadata.set("x-request-id", requestId);
 
     const request = toExecuteRequest(parsed.data);
-    const wantsNdjson = (c.req.header("accept") ?? "").includes(NDJSON);
-    return wantsNdjson ? streamNdjson(c, deps, request, metadata) : bufferedJson(c, deps, request, metadata);
+    const format = chooseFormat(c.req.header("accept"), parsed.data.rowMode);
+    switch (format.kind) {
+      case "ndjson":
+        return streamNdjson(c, deps, request, metadata, format.rows);
+      case "csv":
+        return streamFormat(c, deps, request, metadata, csvFormat);
+      case "arrow":
+        return streamFormat(c, deps, request, metadata, arrowFormat);
+      default:
+        return bufferedJson(c, deps, request, metadata, format.rows);
+    }
   });
 
   app.notFound((c) =>
@@ -155,8 +171,20 @@ function startCall(c: Context, deps: BridgeDeps, request: ExecuteRequest, metada
   return call;
 }
 
+function encodeRow(encoder: RowEncoder, rowMode: RowMode, row: Row): string {
+  return rowMode === "array"
+    ? encoder.array(row.values, row.nullColumns)
+    : encoder.object(row.values, row.nullColumns);
+}
+
 /** The original tool's shape: {"result": [rows] | "OK", "columns", "command", "rowCount"}. */
-async function bufferedJson(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
+async function bufferedJson(
+  c: Context,
+  deps: BridgeDeps,
+  request: ExecuteRequest,
+  metadata: Metadata,
+  rowMode: RowMode,
+) {
   const call = startCall(c, deps, request, metadata);
   let columns: Column[] = [];
   let encoder = rowEncoder([]);
@@ -170,7 +198,7 @@ async function bufferedJson(c: Context, deps: BridgeDeps, request: ExecuteReques
         encoder = rowEncoder(columns);
       } else if (message.rows) {
         for (const row of message.rows.rows) {
-          const json = encoder.object(row.values, row.nullColumns);
+          const json = encodeRow(encoder, rowMode, row);
           bytes += json.length + 1;
           rows.push(json);
         }
@@ -205,7 +233,13 @@ async function bufferedJson(c: Context, deps: BridgeDeps, request: ExecuteReques
  * arrive, then {"footer":{…}}. Errors before the header get a normal HTTP
  * error; an error after it ends the stream with an {"error":{…}} line.
  */
-async function streamNdjson(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
+async function streamNdjson(
+  c: Context,
+  deps: BridgeDeps,
+  request: ExecuteRequest,
+  metadata: Metadata,
+  rowMode: RowMode,
+) {
   const call = startCall(c, deps, request, metadata);
   const messages = (call as AsyncIterable<ExecuteResponse>)[Symbol.asyncIterator]();
   let first: IteratorResult<ExecuteResponse>;
@@ -229,8 +263,7 @@ async function streamNdjson(c: Context, deps: BridgeDeps, request: ExecuteReques
           await out.write(`{"header":{"columns":${columnsJson(message.header.columns)}}}\n`);
         } else if (message.rows) {
           let chunk = "";
-          for (const row of message.rows.rows)
-            chunk += `{"row":${encoder.object(row.values, row.nullColumns)}}\n`;
+          for (const row of message.rows.rows) chunk += `{"row":${encodeRow(encoder, rowMode, row)}}\n`;
           deps.metrics.rows.inc({ format: "ndjson" }, message.rows.rows.length);
           await out.write(chunk);
         } else if (message.footer) {
@@ -242,5 +275,38 @@ async function streamNdjson(c: Context, deps: BridgeDeps, request: ExecuteReques
       const { body } = fromGrpcError(error as ServiceError);
       await out.write(`${JSON.stringify(body)}\n`).catch(() => {});
     }
+  });
+}
+
+/**
+ * CSV or Arrow (streamed.ts). As with NDJSON, an error before the result
+ * header is a normal HTTP error; after it, the response is cut.
+ */
+async function streamFormat(
+  c: Context,
+  deps: BridgeDeps,
+  request: ExecuteRequest,
+  metadata: Metadata,
+  format: StreamedFormat,
+) {
+  const call = startCall(c, deps, request, metadata);
+  const messages = (call as AsyncIterable<ExecuteResponse>)[Symbol.asyncIterator]();
+  let first: IteratorResult<ExecuteResponse>;
+  try {
+    first = await messages.next();
+  } catch (error) {
+    return sendError(c, fromGrpcError(error as ServiceError));
+  }
+  const requestId = c.get("requestId");
+  return streamedResponse(c, format, {
+    messages,
+    first,
+    cancel: () => call.cancel(),
+    onRows: (count) => deps.metrics.rows.inc({ format: format.name }, count),
+    onCut: (error) => {
+      const reason =
+        (error as ServiceError).code === undefined ? error : fromGrpcError(error as ServiceError).body;
+      deps.logger.info({ requestId, format: format.name, reason }, "streamed result cut short");
+    },
   });
 }
