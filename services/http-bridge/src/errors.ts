@@ -1,6 +1,7 @@
 // The one place where a gRPC status from query-grpc (or a problem with the
 // HTTP request itself) becomes an HTTP status and a JSON error body.
 import { type ServiceError, status } from "@grpc/grpc-js";
+import type { Context } from "hono";
 import { QueryError } from "../../../proto/gen/querygate/v1/query.js";
 
 /** gRPC code → HTTP status, after connect-es's table; FAILED_PRECONDITION is 409 here: it always means a conflict with the data. */
@@ -96,4 +97,10 @@ export function fromGrpcError(error: ServiceError): HttpError {
       },
     },
   };
+}
+
+/** Answers with `error`: its status, headers and JSON body. */
+export function sendError(c: Context, error: HttpError): Response {
+  for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
+  return c.json(error.body, error.status as 400);
 }

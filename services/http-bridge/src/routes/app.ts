@@ -22,7 +22,7 @@ import { arrowFormat } from "../encoders/arrow.js";
 import { csvFormat } from "../encoders/csv.js";
 import { type RowEncoder, rowEncoder } from "../encoders/json.js";
 import type { StreamedFormat } from "../encoders/streamed-format.js";
-import { fromGrpcError, type HttpError, requestError } from "../errors.js";
+import { fromGrpcError, requestError, sendError } from "../errors.js";
 import type { BridgeMetrics } from "../metrics.js";
 import { type BodyBindings, parseBody, readBody } from "../request/body.js";
 import { queryBody, toExecuteRequest } from "../request/query-request.js";
@@ -150,11 +150,6 @@ function acceptsBodyOf(contentType: string | undefined): boolean {
   );
 }
 
-function sendError(c: Context, error: HttpError): Response {
-  for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
-  return c.json(error.body, error.status as 400);
-}
-
 function columnsJson(columns: Column[]): string {
   return JSON.stringify(columns.map((col) => ({ name: col.name, type: col.typeName, typeOid: col.typeOid })));
 }
@@ -229,6 +224,20 @@ async function bufferedJson(
 }
 
 /**
+ * Starts the call and waits for its first message. An error before it (the
+ * statement never produced a result) is a normal HTTP error response.
+ */
+async function openStream(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
+  const call = startCall(c, deps, request, metadata);
+  const messages = (call as AsyncIterable<ExecuteResponse>)[Symbol.asyncIterator]();
+  try {
+    return { call, messages, first: await messages.next() };
+  } catch (error) {
+    return sendError(c, fromGrpcError(error as ServiceError));
+  }
+}
+
+/**
  * NDJSON: {"header":{"columns":[…]}} first, then {"row":{…}} per row as they
  * arrive, then {"footer":{…}}. Errors before the header get a normal HTTP
  * error; an error after it ends the stream with an {"error":{…}} line.
@@ -240,14 +249,9 @@ async function streamNdjson(
   metadata: Metadata,
   rowMode: RowMode,
 ) {
-  const call = startCall(c, deps, request, metadata);
-  const messages = (call as AsyncIterable<ExecuteResponse>)[Symbol.asyncIterator]();
-  let first: IteratorResult<ExecuteResponse>;
-  try {
-    first = await messages.next();
-  } catch (error) {
-    return sendError(c, fromGrpcError(error as ServiceError));
-  }
+  const opened = await openStream(c, deps, request, metadata);
+  if (opened instanceof Response) return opened;
+  const { messages, first } = opened;
   c.header("content-type", NDJSON);
   // A client that leaves mid-stream aborts the request's signal, which
   // startCall listens to; no second listener here (hono's onAbort cannot be
@@ -289,14 +293,9 @@ async function streamFormat(
   metadata: Metadata,
   format: StreamedFormat,
 ) {
-  const call = startCall(c, deps, request, metadata);
-  const messages = (call as AsyncIterable<ExecuteResponse>)[Symbol.asyncIterator]();
-  let first: IteratorResult<ExecuteResponse>;
-  try {
-    first = await messages.next();
-  } catch (error) {
-    return sendError(c, fromGrpcError(error as ServiceError));
-  }
+  const opened = await openStream(c, deps, request, metadata);
+  if (opened instanceof Response) return opened;
+  const { call, messages, first } = opened;
   const requestId = c.get("requestId");
   return streamedResponse(c, format, {
     messages,

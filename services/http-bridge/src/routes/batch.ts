@@ -15,7 +15,7 @@ import {
   type StatementResult,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import { rowEncoder } from "../encoders/json.js";
-import { fromGrpcError, type HttpError, requestError } from "../errors.js";
+import { fromGrpcError, type HttpError, requestError, sendError } from "../errors.js";
 import { queryBody, toValue } from "../request/query-request.js";
 import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
 
@@ -130,9 +130,4 @@ function batchError(error: HttpError): HttpError {
       },
     },
   };
-}
-
-function sendError(c: Context, error: HttpError): Response {
-  for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
-  return c.json(error.body, error.status as 400);
 }
