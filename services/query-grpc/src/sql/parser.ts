@@ -8,6 +8,7 @@ import { Worker } from "node:worker_threads";
 import { QueryFailure } from "../errors.js";
 import type { StatementKind } from "../statement-kinds.js";
 import type { Classification } from "./classify.js";
+import { literalShape } from "./literal-shape.js";
 import type { ParseAnswer, ParseRequest } from "./parser-worker.js";
 
 export interface ParserOptions {
@@ -43,6 +44,8 @@ export class SqlParser {
   private nextId = 0;
   private lastSpawnFailure = 0;
   private readonly cache = new Map<string, Cached>();
+  /** Classifications answered from the cache, and those that crossed to the worker. */
+  readonly counts = { cached: 0, parsed: 0 };
 
   constructor(private readonly options: ParserOptions) {}
 
@@ -53,18 +56,22 @@ export class SqlParser {
 
   async classify(sql: string, allowed: ReadonlySet<StatementKind>): Promise<Classification> {
     const kinds = [...allowed].sort();
-    const key = sql.length <= CACHEABLE_CHARS ? `${kinds.join(",")}\n${sql}` : undefined;
-    const cached = key === undefined ? undefined : this.cache.get(key);
+    const cacheable = sql.length <= CACHEABLE_CHARS;
+    const key = cacheable ? `${kinds.join(",")}\n=${sql}` : undefined;
+    // The same statement with other literal values classifies the same (literal-shape.ts).
+    const shape = cacheable ? literalShape(sql) : undefined;
+    const shapeKey = shape === undefined ? undefined : `${kinds.join(",")}\n~${shape}`;
+    const cached = this.recall(key) ?? this.recall(shapeKey);
     if (cached !== undefined) {
-      // Re-inserted to keep the most recently used entries at the end.
-      this.cache.delete(key as string);
-      this.cache.set(key as string, cached);
+      this.counts.cached++;
       if (cached instanceof QueryFailure) throw cached;
       return cached;
     }
+    this.counts.parsed++;
     try {
       const classification = await this.send({ id: this.nextId++, sql, allowed: kinds });
       this.remember(key, classification);
+      this.remember(shapeKey, classification);
       return classification;
     } catch (error) {
       // Only the statement's own faults are cached: not a parser that broke or was down.
@@ -93,6 +100,17 @@ export class SqlParser {
     await worker?.terminate();
   }
 
+  /** A cached answer, moved to the end so the most recently used entries stay. */
+  private recall(key: string | undefined): Cached | undefined {
+    if (key === undefined) return undefined;
+    const cached = this.cache.get(key);
+    if (cached === undefined) return undefined;
+    this.cache.delete(key);
+    this.cache.set(key, cached);
+    return cached;
+  }
+
+  /** Errors are remembered by exact text only: their messages quote it and point into it. */
   private remember(key: string | undefined, value: Cached): void {
     if (key === undefined || this.options.cacheEntries === 0) return;
     this.cache.set(key, value);
