@@ -40,12 +40,12 @@ import { formatProfile } from "./profile.js";
 import {
   count,
   type FirstRowStats,
-  formatResults,
   type Results,
   type SmallStats,
   type StreamStats,
   targetsOf,
 } from "./report.js";
+import { formatResults } from "./table.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const args = new Set(process.argv.slice(2));
