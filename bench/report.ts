@@ -21,6 +21,37 @@ export interface SmallStats extends LoadResult {
   cpuUsPerRequest?: Record<string, number>;
 }
 
+/** One path of the loadgen phase, over all its reps. */
+export interface GeneratorStats {
+  /** What drove it: pgbench, wrk or h2load. */
+  tool: string;
+  reps: number;
+  requests: number;
+  errors: number;
+  /** Every rep's requests over every rep's seconds. */
+  perSecond: number;
+  /** Means of the reps' percentiles. */
+  p50Ms: number;
+  p99Ms: number;
+  allPerSecond: number[];
+  allP99Ms: number[];
+  /**
+   * CPU time per request, µs, by process: the servers of the path
+   * (gunicorn, bridge, query-grpc, postgres) and `client`, the generator.
+   */
+  cpuUsPerRequest: Record<string, number>;
+}
+
+export interface LoadgenResults {
+  /** One line for each generator or peer that could not run, saying why. */
+  skipped: string[];
+  pgbench?: GeneratorStats;
+  flask?: GeneratorStats;
+  bridge?: GeneratorStats;
+  bridgeParams?: GeneratorStats;
+  grpc?: GeneratorStats;
+}
+
 export interface FirstRowStats {
   reps: number;
   medianMs: number;
@@ -37,6 +68,7 @@ export interface Results {
   loadSeconds?: number;
   bulk?: { pg: StreamStats; grpc: StreamStats; ndjson: StreamStats };
   small?: { pg: SmallStats; grpc: SmallStats; bridge: SmallStats };
+  loadgen?: LoadgenResults;
   firstRow?: {
     fewRows: { pg: FirstRowStats; grpc: FirstRowStats; ndjson: FirstRowStats };
     allRows: { pg: FirstRowStats; grpc: FirstRowStats; ndjson: FirstRowStats };
@@ -102,6 +134,26 @@ export function targetsOf(r: Results): Target[] {
       "µs",
     );
   }
+  const l = r.loadgen;
+  if (l?.flask && l.bridge)
+    atLeast("loadgen bridge (wrk) req/s vs Flask", l.bridge.perSecond / l.flask.perSecond, 1.5);
+  if (l?.bridge) atMost("loadgen bridge (wrk) p99", l.bridge.p99Ms, 15, "ms");
+  if (l?.flask && l.grpc)
+    atLeast("loadgen gRPC (h2load) req/s vs Flask", l.grpc.perSecond / l.flask.perSecond, 2);
+  if (l?.bridge)
+    atMost(
+      "loadgen bridge path (wrk) CPU per request, servers + PostgreSQL",
+      serversCpu(l.bridge.cpuUsPerRequest),
+      250,
+      "µs",
+    );
+  if (l?.grpc)
+    atMost(
+      "loadgen gRPC path (h2load) CPU per request, servers + PostgreSQL",
+      serversCpu(l.grpc.cpuUsPerRequest),
+      130,
+      "µs",
+    );
   if (r.firstRow) {
     below("first row via gRPC, 10-row result (median)", r.firstRow.fewRows.grpc.medianMs, 20, "ms");
     below(

@@ -2,7 +2,15 @@
 // direct PostgreSQL in the same run, CPU per row or request by process (the
 // client's own shown apart, outside the servers' total), and each target of
 // issue 12 beside the figure it judges.
-import { count, type FirstRowStats, type Results, serversCpu, type Target } from "./report.js";
+import {
+  count,
+  type FirstRowStats,
+  type GeneratorStats,
+  type LoadgenResults,
+  type Results,
+  serversCpu,
+  type Target,
+} from "./report.js";
 
 export function formatResults(r: Results): string {
   const out: string[] = [];
@@ -106,6 +114,8 @@ export function formatResults(r: Results): string {
     );
   }
 
+  if (r.loadgen) out.push(...loadgenTable(r.loadgen, r, target, verdict), "");
+
   if (r.firstRow) {
     const f = r.firstRow;
     const w = [22, 20, 20, 0];
@@ -143,6 +153,64 @@ export function formatResults(r: Results): string {
   for (const t of r.targets) out.push(`  ${t.pass ? "PASS" : "FAIL"}  ${t.name}: ${verdict(t)}`);
   for (const note of r.notes) out.push(`Note: ${note}`);
   return out.join("\n");
+}
+
+type Find = (prefix: string) => Target | undefined;
+
+const LOADGEN_ROWS = [
+  ["pgbench", "direct PostgreSQL (pgbench)"],
+  ["flask", "Flask (gunicorn, wrk)"],
+  ["bridge", "bridge (wrk, Flask's body)"],
+  ["bridgeParams", "bridge (wrk, $1 + params)"],
+  ["grpc", "gRPC Execute (h2load)"],
+] as const;
+
+function loadgenTable(
+  l: LoadgenResults,
+  r: Results,
+  target: Find,
+  verdict: (t: Target | undefined) => string,
+): string[] {
+  const measured = LOADGEN_ROWS.flatMap(([key, label]) => {
+    const stats = l[key];
+    return stats ? [{ key, label, stats }] : [];
+  });
+  if (measured.length === 0) return l.skipped;
+  const out = [
+    `Small queries from independent load generators: 3-column lookup, ${r.sizes.callers} connections, ${r.sizes.smallSeconds} s × ${measured[0]?.stats.reps} rep(s)`,
+  ];
+  const w = [28, 9, 10, 10, 11, 9, 0];
+  out.push(row(["", "req/s", "p50", "p99", "vs pgbench", "vs Flask", "target"], w));
+  const ratio = (stats: GeneratorStats, base: GeneratorStats | undefined) =>
+    base ? (stats.perSecond / base.perSecond).toFixed(2) : "-";
+  const goals: Record<string, string> = {
+    bridge: [target("loadgen bridge (wrk) req/s"), target("loadgen bridge (wrk) p99")]
+      .filter((t) => t !== undefined)
+      .map((t) => (t.unit === "ms" ? `p99 ${verdict(t)}` : verdict(t)))
+      .join("; "),
+    grpc: verdict(target("loadgen gRPC (h2load) req/s")),
+  };
+  for (const { key, label, stats } of measured) {
+    const cells = [count(stats.perSecond), ms(stats.p50Ms), ms(stats.p99Ms)];
+    out.push(row([label, ...cells, ratio(stats, l.pgbench), ratio(stats, l.flask), goals[key] ?? ""], w));
+  }
+  out.push(
+    `  req/s of each rep: ${measured.map(({ key, stats }) => `${key} ${stats.allPerSecond.map(count).join(", ")}`).join("; ")}`,
+  );
+  const failing = measured.filter(({ stats }) => stats.errors > 0);
+  if (failing.length > 0)
+    out.push(`  errors: ${failing.map(({ key, stats }) => `${key} ${stats.errors}`).join("; ")}`);
+  const cpuGoals: Record<string, string> = {
+    bridge: goal(target("loadgen bridge path (wrk) CPU")),
+    grpc: goal(target("loadgen gRPC path (h2load) CPU")),
+  };
+  out.push("  CPU µs per request, servers + PostgreSQL (the generator's own in brackets, not counted):");
+  for (const { key, stats } of measured)
+    out.push(
+      `    ${key.padEnd(13)}${cpuLine(stats.cpuUsPerRequest, 0, stats.tool)}   ${cpuGoals[key] ?? ""}`.trimEnd(),
+    );
+  for (const line of l.skipped) out.push(`  ${line}`);
+  return out;
 }
 
 /** "≤ 130 FAIL": the goal and verdict, for a line that already shows the value. */
