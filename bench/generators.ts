@@ -198,7 +198,8 @@ export async function pgbench(
     match(out, /number of transactions actually processed: (\d+)/, "transaction count"),
   );
   const failed = /number of failed transactions: (\d+)/.exec(out)?.[1];
-  const perSecond = Number(match(out, /tps = ([\d.]+)/, "tps"));
+  // No tps line when nothing finished: a short warm-up on a busy machine can spend its time connecting.
+  const perSecond = requests === 0 ? 0 : Number(match(out, /tps = ([\d.]+)/, "tps"));
   const latencies: number[] = [];
   for (const file of readdirSync(options.logDir).filter((f) => f.startsWith("pgbench."))) {
     for (const line of readFileSync(join(options.logDir, file), "utf8").split("\n")) {
@@ -210,7 +211,7 @@ export async function pgbench(
   return {
     requests,
     errors: Number(failed ?? 0),
-    seconds: requests / perSecond,
+    seconds: requests === 0 ? options.seconds : requests / perSecond,
     perSecond,
     p50Ms: percentile(latencies, 0.5),
     p99Ms: percentile(latencies, 0.99),

@@ -215,6 +215,7 @@ export async function loadgenPhase(ctx: LoadgenContext): Promise<LoadgenResults>
         const meter = new CpuMeter([...path.cpu, reapedChildrenCpu("client")]);
         const run = await path.once(ctx.seconds);
         const cpu = meter.stop();
+        if (run.requests === 0) throw new Error(`${path.label}: no request succeeded in ${ctx.seconds} s`);
         if (run.errors > 0) ctx.step(`  ${path.label}: ${run.errors} errors`);
         ctx.step(
           `  ${path.label.padEnd(28)} ${Math.round(run.perSecond).toLocaleString("en-US")} req/s, p50 ${run.p50Ms.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms`,
