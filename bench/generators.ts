@@ -95,6 +95,11 @@ export async function wrk(
     ],
     (options.seconds + 30) * 1000,
   );
+  return readWrk(out);
+}
+
+/** wrk's output, with the line bench/lookup.lua's done() printed. */
+export function readWrk(out: string): GeneratorRun {
   const line = match(out, /^wrk-result (.*)$/m, "wrk-result line");
   const field = (name: string) => Number(match(line, new RegExp(`\\b${name}=(\\d+)`), name));
   const seconds = field("duration_us") / 1e6;
@@ -138,13 +143,17 @@ export async function h2load(
     ],
     (options.seconds + 30) * 1000,
   );
+  return readH2load(out, readFileSync(options.logFile, "utf8"));
+}
+
+/** h2load's output and its --log-file (start µs, HTTP status, µs to the end of the response; tab-separated). */
+export function readH2load(out: string, log: string): GeneratorRun {
   const seconds = Number(match(out, /finished in ([\d.]+)s/, "duration"));
   const counts = match(out, /^requests: (.*)$/m, "request counts");
   const count = (name: string) => Number(match(counts, new RegExp(`(\\d+) ${name}`), name));
-  // Tab-separated: start (µs since the epoch), HTTP status, µs to the end of the response.
   const latencies: number[] = [];
   let non2xx = 0;
-  for (const line of readFileSync(options.logFile, "utf8").split("\n")) {
+  for (const line of log.split("\n")) {
     const [, status, us] = line.split("\t");
     if (us === undefined) continue;
     if (!status?.startsWith("2")) non2xx++;
@@ -194,6 +203,17 @@ export async function pgbench(
     (options.seconds + 30) * 1000,
     options.logDir,
   );
+  const logs = readdirSync(options.logDir)
+    .filter((f) => f.startsWith("pgbench."))
+    .map((f) => readFileSync(join(options.logDir, f), "utf8"));
+  return readPgbench(out, logs, options.seconds);
+}
+
+/**
+ * pgbench's output and its per-thread transaction logs (client, transaction,
+ * µs it took, ...; space-separated), for a run of `seconds`.
+ */
+export function readPgbench(out: string, logs: string[], seconds: number): GeneratorRun {
   const requests = Number(
     match(out, /number of transactions actually processed: (\d+)/, "transaction count"),
   );
@@ -201,8 +221,8 @@ export async function pgbench(
   // No tps line when nothing finished: a short warm-up on a busy machine can spend its time connecting.
   const perSecond = requests === 0 ? 0 : Number(match(out, /tps = ([\d.]+)/, "tps"));
   const latencies: number[] = [];
-  for (const file of readdirSync(options.logDir).filter((f) => f.startsWith("pgbench."))) {
-    for (const line of readFileSync(join(options.logDir, file), "utf8").split("\n")) {
+  for (const log of logs) {
+    for (const line of log.split("\n")) {
       const us = Number(line.split(" ")[2]);
       if (Number.isFinite(us) && line !== "") latencies.push(us / 1000);
     }
@@ -211,7 +231,7 @@ export async function pgbench(
   return {
     requests,
     errors: Number(failed ?? 0),
-    seconds: requests === 0 ? options.seconds : requests / perSecond,
+    seconds: requests === 0 ? seconds : requests / perSecond,
     perSecond,
     p50Ms: percentile(latencies, 0.5),
     p99Ms: percentile(latencies, 0.99),
