@@ -64,12 +64,17 @@ export function executeOnce(port: number, body: Buffer): Promise<void> {
 }
 
 /**
- * Execute calls that query-grpc finished with a status other than OK, from its
+ * Execute calls that query-grpc finished with a code other than OK, from its
  * /metrics. CANCELLED is left out: h2load drops the calls in flight when its
- * time is up.
+ * time is up. Throws when the counter is not there at all, so a renamed
+ * metric cannot hide failures by counting none.
  */
 export async function executeFailures(metricsPort: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  if (!/^# TYPE querygate_grpc_calls_total counter$/m.test(text))
+    throw new Error(
+      "query-grpc's /metrics has no querygate_grpc_calls_total: h2load's gRPC errors cannot be counted",
+    );
   let failed = 0;
   for (const line of text.split("\n")) {
     const found = /^querygate_grpc_calls_total\{([^}]*)\} (\d+)/.exec(line);
