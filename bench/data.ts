@@ -33,3 +33,12 @@ export function streamSql(rows: number, bigRows: number): string {
 }
 
 export const LOOKUP_SQL = `select ${COLUMNS} from bench_lookup where id = $1`;
+
+/**
+ * The lookup of the original Flask tool (shared/peers/lookup.lua): three
+ * columns of bench_lookup. The loadgen phase sends it to every path, with the
+ * id written into the text as the Flask tool's callers do, or as `$1`.
+ */
+export function peerLookupSql(id: string): string {
+  return `select id, label, amount from bench_lookup where id = ${id}`;
+}

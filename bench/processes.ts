@@ -191,16 +191,43 @@ export const clientCpu: CpuSource = {
  * workers), and children that already exited (the postmaster's cutime/cstime).
  */
 export function postgresCpu(dataDir: string): CpuSource {
-  const postmaster = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  return treeCpu("postgres", postmasterPid(dataDir));
+}
+
+export function postmasterPid(dataDir: string): number {
+  return Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+}
+
+/**
+ * A process and its children, live or exited: gunicorn's master and its
+ * workers are paid for as one server, like the postmaster and its backends.
+ */
+export function treeCpu(name: string, root: number): CpuSource {
   return {
-    name: "postgres",
+    name,
     seconds: () => {
       let total = 0;
-      for (const { pid, fields } of processTree(postmaster)) {
+      for (const { pid, fields } of processTree(root)) {
         total += Number(fields[11]) + Number(fields[12]);
-        if (pid === postmaster) total += Number(fields[13]) + Number(fields[14]);
+        if (pid === root) total += Number(fields[13]) + Number(fields[14]);
       }
       return total / CLOCK_TICKS_PER_SECOND;
+    },
+  };
+}
+
+/**
+ * Children of the bench that have exited and been reaped (cutime + cstime of
+ * this process): a load generator's CPU, read once it has finished. Services
+ * the bench started are still running, so they do not count here.
+ */
+export function reapedChildrenCpu(name: string): CpuSource {
+  return {
+    name,
+    seconds: () => {
+      const stat = readFileSync("/proc/self/stat", "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS_PER_SECOND;
     },
   };
 }

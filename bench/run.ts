@@ -5,7 +5,7 @@
 //
 //   npm run bench                 full sizes (about 3 minutes)
 //   npm run bench -- --quick      small sizes, short runs (under a minute)
-//   npm run bench -- --only=bulk,small    some phases: bulk, small, first-row, big, formats
+//   npm run bench -- --only=bulk,small    some phases: bulk, small, loadgen, first-row, big, formats
 //   npm run bench -- --profile    CPU profiles of the children in bench/profiles/
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -14,7 +14,7 @@ import { cpus, loadavg, release, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { startEmbeddedPostgres } from "../scripts/embedded-postgres.js";
+import { freePort, startEmbeddedPostgres } from "../scripts/embedded-postgres.js";
 import {
   bridgeQuery,
   grpcClient,
@@ -28,6 +28,7 @@ import {
 import { LOOKUP_SQL, loadTables, streamSql } from "./data.js";
 import { formatsPhase } from "./formats.js";
 import { closedLoop, median, percentile } from "./load.js";
+import { loadgenPhase } from "./loadgen.js";
 import {
   CpuMeter,
   type CpuSource,
@@ -41,19 +42,19 @@ import { formatProfile } from "./profile.js";
 import {
   count,
   type FirstRowStats,
-  formatResults,
   type Results,
   type SmallStats,
   type StreamStats,
   targetsOf,
 } from "./report.js";
+import { formatResults } from "./table.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const args = new Set(process.argv.slice(2));
 const quick = args.has("--quick");
 const profile = args.has("--profile");
 const onlyArg = process.argv.find((a) => a.startsWith("--only="));
-const PHASES = ["bulk", "small", "first-row", "big", "formats"] as const;
+const PHASES = ["bulk", "small", "loadgen", "first-row", "big", "formats"] as const;
 const phases = new Set(onlyArg ? onlyArg.slice("--only=".length).split(",") : PHASES);
 
 /** query-grpc's defaults (config.ts, server.ts), mirrored by the baseline. */
@@ -72,6 +73,7 @@ const sizes = quick
       smallSeconds: 3,
       streamReps: 1,
       firstRowReps: 10,
+      loadgenReps: 1,
     }
   : {
       bulkRows: 1_000_000,
@@ -81,6 +83,7 @@ const sizes = quick
       smallSeconds: 10,
       streamReps: 3,
       firstRowReps: 25,
+      loadgenReps: 2,
     };
 const warmupMs = quick ? 500 : 2000;
 
@@ -170,7 +173,13 @@ try {
 
   const startServices = async (label: string, withBridge: boolean) => {
     const options = { root, logDir, profileDir, label };
-    const grpc = await Service.start("query-grpc", { DATABASE_URL: db.url, LOG_LEVEL: "info" }, options);
+    // A port of its own for /metrics: the default one may be taken by another checkout's service.
+    const metricsPort = await freePort();
+    const grpc = await Service.start(
+      "query-grpc",
+      { DATABASE_URL: db.url, LOG_LEVEL: "info", METRICS_PORT: String(metricsPort) },
+      options,
+    );
     running.push(grpc);
     const bridge = withBridge
       ? await Service.start(
@@ -180,7 +189,7 @@ try {
         )
       : undefined;
     if (bridge) running.push(bridge);
-    return { grpc, bridge };
+    return { grpc, bridge, metricsPort };
   };
   const stopServices = async () => {
     for (const service of running.splice(0).reverse()) await service.stop();
@@ -188,6 +197,30 @@ try {
 
   if (phases.has("bulk")) results.bulk = await bulkPhase();
   if (phases.has("small")) results.small = await smallPhase();
+  if (phases.has("loadgen"))
+    results.loadgen = await loadgenPhase({
+      root,
+      workDir,
+      logDir,
+      databaseUrl: db.url,
+      dataDir: db.dataDir,
+      binDir: db.binDir,
+      lookupRows: sizes.lookupRows,
+      connections: sizes.callers,
+      seconds: sizes.smallSeconds,
+      warmupSeconds: Math.max(1, Math.round(warmupMs / 1000)),
+      reps: sizes.loadgenReps,
+      startServices: async (label) => {
+        const { grpc, bridge, metricsPort } = await startServices(label, true);
+        return { grpc, bridge: bridge!, metricsPort };
+      },
+      stopServices,
+      step,
+    });
+  if (results.loadgen && Object.keys(results.loadgen).some((key) => key !== "skipped"))
+    results.notes.push(
+      `loadgen: pgbench -n -M extended -c${sizes.callers} -j2; wrk -t2 -c${sizes.callers} with bench/lookup.lua (the Flask tool's body, or $1 and params); h2load -c${sizes.callers} -t2 -m1 with one pre-encoded Execute (the same id each call); Flask is shared/peers/seed-flask under gunicorn -w 2 (sync); the generators' CPU is shown apart and not counted`,
+    );
   if (phases.has("first-row")) results.firstRow = await firstRowPhase();
   if (phases.has("big")) results.big = await bigPhase();
   if (phases.has("formats"))
