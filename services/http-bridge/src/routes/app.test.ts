@@ -268,7 +268,7 @@ t("NDJSON streams a header line, 100,000 row lines in order, and a footer last",
 t("an error after NDJSON rows began ends the stream with an error line", async () => {
   const response = await postQuery(
     url,
-    { query: "select 10 / (3 - g) as q from generate_series(1, 5) g" },
+    { query: "select 10 / (300 - g) as q from generate_series(1, 500) g" },
     { accept: "application/x-ndjson" },
   );
   assert.is(response.status, 200);
@@ -279,6 +279,18 @@ t("an error after NDJSON rows began ends the stream with an error line", async (
     lines.some((l) => l.footer),
     "no footer after an error",
   );
+});
+
+t("an error before any row went out is a plain HTTP error, also for NDJSON", async () => {
+  // query-grpc holds a result that arrived whole until it has committed, so a
+  // failure inside the first batch never shows the caller a partial header.
+  const response = await postQuery(
+    url,
+    { query: "select 10 / (3 - g) as q from generate_series(1, 5) g" },
+    { accept: "application/x-ndjson" },
+  );
+  assert.is(response.status, 400);
+  assert.is((response.body as JsonBody).error.code, "22012");
 });
 
 t(

@@ -31,7 +31,8 @@ export interface Statement {
 /** Where one statement's result goes. Each method resolves once the receiver can take more. */
 export interface StatementSink {
   header(columns: Column[]): Promise<void>;
-  rows(batch: Row[]): Promise<void>;
+  /** `last`: no more rows follow, so the receiver may hold this batch to send it with the footer. */
+  rows(batch: Row[], last: boolean): Promise<void>;
 }
 
 export interface EngineOptions {
@@ -201,10 +202,13 @@ export class Transaction {
           truncated = true;
         }
         sent += rows.length;
-        for (const batch of byteBounded(rows, this.options.maxMessageBytes)) {
-          if (batch.length > 0) await untilAborted(sink.rows(batch.map(toRow)), local.signal);
+        const lastRows = truncated || !result.suspended;
+        const batches = [...byteBounded(rows, this.options.maxMessageBytes)].filter((b) => b.length > 0);
+        for (const [i, batch] of batches.entries()) {
+          const last = lastRows && i === batches.length - 1;
+          await untilAborted(sink.rows(batch.map(toRow), last), local.signal);
         }
-        if (truncated || !result.suspended) break;
+        if (lastRows) break;
         if (local.signal.aborted) throw local.signal.reason;
         const more = this.send([{ more: want(sent, this.options.batchRows), role: "statement" }]);
         result = await this.step(more.exchange, more.index, local.signal);

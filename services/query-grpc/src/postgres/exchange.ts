@@ -234,11 +234,13 @@ export class Exchange {
     if (this.finished) return;
     this.finish();
     // Any step still awaited was never answered (PostgreSQL answered Sync first).
-    const never = new Error("the exchange ended before that step ran");
-    for (const waiter of this.waiters) waiter.reject(never);
-    this.waiters = [];
-    for (const waiter of this.describing) waiter.reject(never);
-    this.describing = [];
+    if (this.waiters.length > 0 || this.describing.length > 0) {
+      const never = new Error("the exchange ended before that step ran");
+      for (const waiter of this.waiters) waiter.reject(never);
+      this.waiters = [];
+      for (const waiter of this.describing) waiter.reject(never);
+      this.describing = [];
+    }
     this.resolveDone();
   }
 
@@ -274,6 +276,7 @@ export class Exchange {
   }
 
   private described(fields: FieldDef[]): void {
+    if (this.describing.length === 0) return;
     const ready = this.describing.filter((w) => w.index === this.step);
     if (ready.length === 0) return;
     this.describing = this.describing.filter((w) => w.index !== this.step);
@@ -284,6 +287,7 @@ export class Exchange {
     // A step that was not described (or whose description was not asked for) answers its waiters now.
     this.described(this.results[this.step]?.fields ?? []);
     const index = this.step++;
+    if (this.waiters.length === 0) return;
     const result = this.results[index] as StepResult;
     const ready = this.waiters.filter((w) => w.index <= index);
     if (ready.length === 0) return;

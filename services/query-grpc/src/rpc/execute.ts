@@ -198,6 +198,15 @@ function streamWriter(
       void waitFor.then(settle);
     });
   };
+  // A result that arrives whole (the usual small one) is held back and goes
+  // out with its footer and the trailers in one network write, once it has
+  // committed; a result that streams is written as it comes.
+  let held: ExecuteResponse[] | undefined = [];
+  const release = () => {
+    const messages = held ?? [];
+    held = undefined;
+    for (const message of messages) call.write(message);
+  };
   return {
     // Response headers go out before any SQL that may write runs: a client
     // that saw no headers knows the statement never started (the bridge's
@@ -206,15 +215,26 @@ function streamWriter(
     accepted: () => {
       if (!readOnly) call.sendMetadata(new Metadata());
     },
-    header: (columns) => write({ header: { columns } }),
-    rows: (batch) => {
+    header: (columns) => {
+      if (signal.aborted) return Promise.reject(signal.reason);
+      held?.push({ header: { columns } });
+      return held ? Promise.resolve() : write({ header: { columns } });
+    },
+    rows: (batch, last) => {
       countRows(batch.length);
+      if (held && last) {
+        if (signal.aborted) return Promise.reject(signal.reason);
+        held.push({ rows: { rows: batch } });
+        return Promise.resolve();
+      }
+      release();
       return write({ rows: { rows: batch } });
     },
     // The last message is small and the trailers follow at once: not waiting
-    // for the messages before it lets both share their network write.
+    // for the messages before it lets them all share their network write.
     footer: (footer) => {
       if (signal.aborted) return Promise.reject(signal.reason);
+      release();
       call.write({ footer });
       return Promise.resolve();
     },
