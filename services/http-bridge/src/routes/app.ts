@@ -16,6 +16,7 @@ import type {
   ResultFooter,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../../shared/src/logger.js";
+import { consoleRoutes } from "../console/serve-console.js";
 import { rowEncoder } from "../encoders/json.js";
 import { fromGrpcError, type HttpError, requestError } from "../errors.js";
 import type { BridgeMetrics } from "../metrics.js";
@@ -58,6 +59,8 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
   app.get("/readyz", (c) =>
     deps.ready() ? c.json({ status: "ready" }) : c.json({ status: "draining" }, 503),
   );
+
+  app.route("/", consoleRoutes());
 
   app.post("/query", async (c) => {
     const requestId = c.get("requestId");
