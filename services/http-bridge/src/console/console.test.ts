@@ -76,6 +76,8 @@ function defineTests(browser: Browser) {
     assert.is(await tab.run("select * from console_account"), "done");
     assert.equal(await tab.headings(), ["id_user integer", "username character varying"]);
     assert.equal(await tab.renderedRows(), [["1", "pmbrull"]]);
+    // Numbers are right-aligned, by type OID (the type's name here is "integer").
+    assert.is(await tab.text(".grid-body .grid-cell.numeric"), "1");
   });
 
   inTab(
@@ -90,6 +92,29 @@ function defineTests(browser: Browser) {
       const last = (await tab.renderedRows()).at(-1);
       assert.equal(last, ["100000", "row 100000"]);
       assert.ok((await domRows()) < 80, `${await domRows()} rows in the DOM after scrolling`);
+    },
+  );
+
+  inTab(
+    "a result taller than the browser lays out (400k rows) scrolls proportionally, to its very last row",
+    async (tab) => {
+      assert.is(await tab.run("select g from generate_series(1, 400000) g"), "done");
+      const scrollTo = (fraction: number) =>
+        tab.page.$eval(
+          "#results",
+          (results, f) => results.scrollTo(0, (results.scrollHeight - results.clientHeight) * f),
+          fraction,
+        );
+      const shownRows = async () => (await tab.renderedRows()).map(([g]) => Number(g));
+      await scrollTo(0.5);
+      await eventually(
+        async () => (await shownRows()).some((g) => Math.abs(g - 200_000) < 50),
+        5000,
+        "the middle rows",
+      );
+      await scrollTo(1);
+      await tab.page.waitForSelector('.grid-row[data-row="399999"]:not([hidden])');
+      assert.is((await shownRows()).at(-1), 400_000);
     },
   );
 

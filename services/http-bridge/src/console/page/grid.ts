@@ -15,7 +15,8 @@ const SIZING_ROWS = 200;
 const MIN_WIDTH_CH = 4;
 const MAX_WIDTH_CH = 60;
 
-const NUMERIC_TYPES = new Set(["int2", "int4", "int8", "float4", "float8", "numeric", "oid", "money"]);
+/** int8, int2, int4, oid, float4, float8, money, numeric: right-aligned, so digits line up. */
+const NUMERIC_TYPE_OIDS = new Set([20, 21, 23, 26, 700, 701, 790, 1700]);
 
 export class Grid {
   private readonly header: HTMLElement;
@@ -119,7 +120,7 @@ export class Grid {
       const rowElement = element("div", "grid-row");
       rowElement.append(element("span", "grid-cell grid-gutter"));
       for (const column of this.columns) {
-        const numeric = NUMERIC_TYPES.has(column.type) ? " numeric" : "";
+        const numeric = NUMERIC_TYPE_OIDS.has(column.typeOid) ? " numeric" : "";
         rowElement.append(element("span", `grid-cell${numeric}`));
       }
       this.body.append(rowElement);
