@@ -457,7 +457,7 @@ t("the build context leaves out dependencies, build output, local data and secre
 });
 
 t(
-  "the image's steps build the app, and its default command serves /healthz and exits 0 on SIGTERM",
+  "the image's steps build the app, and its default command serves /healthz and the console, and exits 0 on SIGTERM",
   async () => {
     const stages = parseStages(dockerfile);
     const work = mkdtempSync(join(tmpdir(), "querygate-dockerfile-"));
@@ -471,6 +471,7 @@ t(
         "package.json",
         "node_modules/@grpc/grpc-js",
         "dist/services/query-grpc/src/main.js",
+        "dist/services/http-bridge/src/console/public/console.js",
         ...manifestEntryPoints(),
       ])
         assert.ok(existsSync(join(cwd, path)), `the runtime image has ${path}`);
@@ -506,6 +507,15 @@ t(
 
       const response = await waitForHealthz(`http://127.0.0.1:${port}/healthz`, child, () => output);
       assert.is(response.status, 200, `GET /healthz answered ${response.status}`);
+      // Served from the bundle `npm run build` made: the image has no esbuild to make one.
+      for (const [path, type] of [
+        ["/console", /^text\/html/],
+        ["/console/console.js", /^text\/javascript/],
+      ] as const) {
+        const asset = await fetch(`http://127.0.0.1:${port}${path}`);
+        assert.is(asset.status, 200, `GET ${path} answered ${asset.status}:\n${output}`);
+        assert.match(asset.headers.get("content-type") ?? "", type);
+      }
 
       child.kill("SIGTERM");
       const result = await Promise.race([

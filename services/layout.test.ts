@@ -16,7 +16,7 @@ const PIPELINES: Record<string, { order: string[]; shared: string[] }> = {
     shared: ["config.ts", "errors.ts", "metrics.ts", "statement-kinds.ts"],
   },
   "services/http-bridge/src": {
-    order: [".", "routes", "request", "encoders", "upstream"],
+    order: [".", "routes", "console", "request", "encoders", "upstream"],
     shared: ["config.ts", "errors.ts", "metrics.ts"],
   },
 };

@@ -18,6 +18,7 @@ import type {
   Row,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../../shared/src/logger.js";
+import { consoleRoutes } from "../console/serve-console.js";
 import { arrowFormat } from "../encoders/arrow.js";
 import { csvFormat } from "../encoders/csv.js";
 import { type RowEncoder, rowEncoder } from "../encoders/json.js";
@@ -65,6 +66,8 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
   app.get("/readyz", (c) =>
     deps.ready() ? c.json({ status: "ready" }) : c.json({ status: "draining" }, 503),
   );
+
+  app.route("/", consoleRoutes());
 
   app.post("/query", async (c) => {
     const requestId = c.get("requestId");

@@ -162,6 +162,27 @@ t("syntax errors are INVALID_ARGUMENT with SQLSTATE, message and position", asyn
   assert.is(error.metadata.get("sqlstate")[0], "42601");
 });
 
+t("a syntax error after non-ASCII text has PostgreSQL's own position, counted in characters", async () => {
+  const admin = await adminClient();
+  try {
+    for (const sql of [
+      "select 'é' as e,\n  (2 +) as bad",
+      "select '🙂' as smile, (2 +)",
+      "select 'a' fro m",
+    ]) {
+      const fromPostgres = await admin.query(sql).then(
+        () => undefined,
+        (error: { position?: string }) => Number(error.position),
+      );
+      assert.ok(fromPostgres, `PostgreSQL gives a position for ${sql}`);
+      const error = await executeError(client, { sql });
+      assert.is(error.error?.position, fromPostgres, sql);
+    }
+  } finally {
+    await admin.end();
+  }
+});
+
 t("an unknown table is INVALID_ARGUMENT with SQLSTATE 42P01", async () => {
   const error = await executeError(client, { sql: "select * from no_such_table" });
   assert.is(error.code, status.INVALID_ARGUMENT);

@@ -75,7 +75,7 @@ export function classify(sql: string, allowed: ReadonlySet<StatementKind>): Clas
     if ((error as { sqlDetails?: unknown }).sqlDetails === undefined) {
       throw new ParserFault(error instanceof Error ? error.message : String(error));
     }
-    throw parseError(error, sql);
+    throw parseError(error);
   }
   if (statements.length > 1) {
     throw new QueryFailure(
@@ -268,12 +268,16 @@ function describe(statement: Node): string {
     .toUpperCase();
 }
 
-/** A syntax error as PostgreSQL would report it: SQLSTATE 42601, 1-based character position. */
-function parseError(error: unknown, sql: string): QueryFailure {
+/**
+ * A syntax error as PostgreSQL would report it: SQLSTATE 42601, 1-based
+ * character position. libpg-query's cursorPosition already counts characters
+ * (code points, as PostgreSQL's scanner does), from 0; reading it as bytes put
+ * the position before the error whenever non-ASCII text preceded it.
+ */
+function parseError(error: unknown): QueryFailure {
   const offset = (error as { sqlDetails?: { cursorPosition?: number } }).sqlDetails?.cursorPosition;
   const message = error instanceof Error ? error.message : String(error);
-  const position =
-    offset === undefined ? undefined : Buffer.from(sql).subarray(0, offset).toString("utf8").length + 1;
+  const position = offset === undefined ? undefined : offset + 1;
   return new QueryFailure("sql", message, { sqlstate: "42601", position });
 }
 
