@@ -61,6 +61,8 @@ export class TransactionCursor {
   private finished = false;
   /** The connection failed after the transaction had ended: it must not be reused. */
   connectionLost = false;
+  /** Rows of finish()'s `after` statements (those following COMMIT/ROLLBACK), in order. */
+  readonly afterRows: RawRow[] = [];
 
   constructor(
     private readonly setup: string[],
@@ -101,7 +103,8 @@ export class TransactionCursor {
   }
 
   handleDataRow(msg: { fields: RawRow }): void {
-    // Rows of set-up and guard statements are not the caller's.
+    // Rows of set-up and guard statements are not the caller's; those after COMMIT are querygate's.
+    if (this.state === "finishing" && this.finished) this.afterRows.push(msg.fields);
     if (this.setupLeft > 0 || this.state === "finishing") return;
     this.rows.push(msg.fields);
   }

@@ -28,6 +28,8 @@ export interface ResultWriter {
   header(columns: Column[]): Promise<void>;
   rows(batch: Row[]): Promise<void>;
   footer(footer: ResultFooter): Promise<void>;
+  /** After a COMMIT: the first value of each of the request's afterCommit statements. */
+  afterCommit?(values: Array<string | null>): void;
 }
 
 export interface ExecutorOptions {
@@ -129,12 +131,14 @@ export class Executor {
 
       // A read-only transaction has nothing to commit: ending it with ROLLBACK
       // makes sure nothing it did persists, even what PostgreSQL allows in READ ONLY.
+      const afterCommit = request.readOnly ? [] : (request.afterCommit ?? []);
       await cursor.finish(
         request.readOnly ? "ROLLBACK" : "COMMIT",
         request.role === undefined ? [] : [roleGuard(request.role)],
-        reset ? [DISCARD_ALL] : [],
+        [...afterCommit, ...(reset ? [DISCARD_ALL] : [])],
       );
       clean = !cursor.connectionLost;
+      if (afterCommit.length > 0) writer.afterCommit?.(cursor.afterRows.map((row) => row[0] ?? null));
       if (clean && reset) markSessionClean(client);
       // A SELECT read in several Executes reports only the last one's count: use our own.
       const completed = cursor.commandTag ?? "";

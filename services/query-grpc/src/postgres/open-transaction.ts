@@ -200,20 +200,22 @@ export class OpenTransaction {
    * COMMIT is sent, only PostgreSQL's answer says whether it happened. A
    * failure with that answer missing is "commit_unknown".
    */
-  async commit(): Promise<void> {
+  async commit(): Promise<Array<string | null>> {
     if (this.state === "new") {
       // Nothing ran, so there is nothing to commit.
       this.state = "committed";
-      return;
+      return [];
     }
     const guards = this.settings.role === undefined ? [] : [roleGuard(this.settings.role)];
     // A read-only transaction has nothing to commit: ROLLBACK makes sure nothing it did persists.
     const ending = this.settings.readOnly ? "ROLLBACK" : "COMMIT";
     // DISCARD ALL in the same round trip, so it meets the very session the transaction ran on
     // (behind a transaction-mode pooler a separate query could land on another).
+    const afterCommit = this.settings.readOnly ? [] : (this.settings.afterCommit ?? []);
     const exchange = new Exchange([
       ...guards.map((sql): Step => ({ sql })),
       { sql: ending },
+      ...afterCommit.map((sql): Step => ({ sql })),
       ...this.resetSteps(),
     ]);
     this.client.query(exchange as unknown as pg.QueryConfig);
@@ -227,6 +229,12 @@ export class OpenTransaction {
         throw new QueryFailure("unavailable", `database unavailable: ${message}`);
       }
       if (!isServerError(error)) this.broken = true;
+      if (exchange.failedAt !== undefined && exchange.failedAt > guards.length) {
+        // COMMIT itself was answered: only what follows it failed, which cannot undo it.
+        this.broken = true;
+        this.state = "committed";
+        return [];
+      }
       // PostgreSQL refused the guard or the COMMIT, or the answer is missing: transactionFailure tells which.
       const failedIn =
         exchange.failedAt !== undefined && exchange.failedAt < guards.length ? "guard" : "commit";
@@ -241,6 +249,7 @@ export class OpenTransaction {
     }
     this.state = "committed";
     this.sessionReset();
+    return afterCommit.map((_, i) => results[guards.length + 1 + i]?.rows[0]?.[0] ?? null);
   }
 
   /** Ends the transaction with ROLLBACK. Never fails: a connection that broke rolled back too. */

@@ -7,14 +7,13 @@ import type { QueryGrpcConfig } from "../config.js";
 import type { QueryFailure } from "../errors.js";
 import type { QueryMetrics } from "../metrics.js";
 import type { Admission } from "../postgres/admission.js";
-import type { Executor } from "../postgres/executor.js";
 import { Transactions } from "../postgres/open-transaction.js";
 import type { TypeNames } from "../postgres/type-names.js";
 import type { SqlParser } from "../sql/parser.js";
+import type { Routing } from "./consistency.js";
 import { SessionSlots } from "./session-slots.js";
 
 export interface TransactionRpcs {
-  transactions: Transactions;
   batch: {
     /** Most statements one batch may hold. */
     maxStatements: number;
@@ -43,21 +42,28 @@ export interface TransactionRpcDeps {
   /** Tracks in-flight calls so shutdown can wait for them. */
   track: (done: Promise<unknown>, abort: (reason: QueryFailure) => void) => void;
   transactionRpcs: TransactionRpcs;
+  metrics: QueryMetrics;
+  /** Which pool (primary or read replica) each request runs on, with its retry. */
+  routing: Routing;
 }
 
-export function createTransactionRpcs(
+/** ExecuteBatch's and Session's engine on one pool. */
+export function createTransactions(
   config: Readonly<QueryGrpcConfig>,
   pool: pg.Pool,
   admission: Admission,
   typeNames: TypeNames,
-): TransactionRpcs {
+): Transactions {
+  return new Transactions(pool, admission, typeNames, {
+    batchRows: config.BATCH_ROWS,
+    resetSession: config.RESET_SESSION,
+    // A rollback or a cancelled statement that takes longer means a connection we cannot vouch for.
+    settleTimeoutMs: 5000,
+  });
+}
+
+export function createTransactionRpcs(config: Readonly<QueryGrpcConfig>): TransactionRpcs {
   return {
-    transactions: new Transactions(pool, admission, typeNames, {
-      batchRows: config.BATCH_ROWS,
-      resetSession: config.RESET_SESSION,
-      // A rollback or a cancelled statement that takes longer means a connection we cannot vouch for.
-      settleTimeoutMs: 5000,
-    }),
     batch: {
       maxStatements: config.BATCH_MAX_STATEMENTS,
       maxResponseBytes: config.BATCH_MAX_RESPONSE_BYTES,
@@ -81,7 +87,8 @@ export interface QueryServiceDeps {
   authenticator: Authenticator;
   /** Classifies SQL before anything runs (parser.ts). */
   parser: SqlParser;
-  executor: Executor;
+  /** Which pool (primary or read replica) each request runs on, with its retry. */
+  routing: Routing;
   metrics: QueryMetrics;
   /** ExecuteBatch and Session (batch-service.ts, session-service.ts). */
   transactionRpcs: TransactionRpcs;

@@ -6,6 +6,7 @@ import type { CancelReason, QueryMetrics } from "../metrics.js";
 import type { ResultWriter, StatementRequest } from "../postgres/executor.js";
 import type { Classification } from "../sql/classify.js";
 import { classifyStatement, firstValue, requestIdOf, toParam } from "./call.js";
+import { lsnTrailer, tokenOf } from "./consistency.js";
 import type { QueryServiceDeps, QueryServiceLimits } from "./deps.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
@@ -51,11 +52,14 @@ export async function handleExecute(
       const failure = new QueryFailure("timeout", `statement exceeded its ${request.timeoutMs} ms timeout`);
       abort(controller, failure, "timeout", deps.metrics);
     }, request.timeoutMs);
+    const token = tokenOf(call.metadata);
     const writer = streamWriter(call, signal, (n) => {
       rows += n;
     });
-    await deps.executor.run(request, writer, signal);
-    call.end();
+    await deps.routing.run(request, token, writer.delivered, (engines, settings) =>
+      engines.executor.run(settings, writer, signal),
+    );
+    call.end(lsnTrailer(writer.commitPosition()));
   } catch (error) {
     const failure = asFailure(error);
     if (failure.kind === "internal") deps.logger.error({ err: error }, "execute failed unexpectedly");
@@ -135,11 +139,22 @@ function toStatementRequest(
   };
 }
 
+/** The result writer, and what Execute's retry and trailer need to know of it. */
+interface StreamWriter extends ResultWriter {
+  /** True once any of the result went to the caller: the statement may no longer be run again. */
+  delivered(): boolean;
+  /** The commit's WAL position, once a write committed (with a replica configured). */
+  commitPosition(): string | undefined;
+}
+
 function streamWriter(
   call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
   signal: AbortSignal,
   countRows: (n: number) => void,
-): ResultWriter {
+): StreamWriter {
+  let delivered = false;
+  let headersSent = false;
+  let position: string | undefined;
   // Backpressure by what has actually gone out: a write resolves once the
   // message before the previous one was handed to HTTP/2, so at most two
   // batches wait there. (write()'s own signal comes only after grpc-js has
@@ -150,6 +165,7 @@ function streamWriter(
   const write = (message: ExecuteResponse): Promise<void> => {
     // A call that ended (cancel, deadline, shutdown) takes no more messages.
     if (signal.aborted) return Promise.reject(signal.reason);
+    delivered = true;
     const waitFor = sentOlder;
     sentOlder = sentLast;
     // grpc-js never calls back for a cancelled call: the abort below covers that.
@@ -170,7 +186,17 @@ function streamWriter(
   return {
     // Response headers go out before any SQL runs: a client that saw no headers
     // knows the statement never started (grpc-js retries only such calls).
-    accepted: () => call.sendMetadata(new Metadata()),
+    accepted: () => {
+      // A retried read is accepted twice; the headers go out once.
+      if (headersSent) return;
+      headersSent = true;
+      call.sendMetadata(new Metadata());
+    },
+    delivered: () => delivered,
+    commitPosition: () => position,
+    afterCommit: (values) => {
+      position = values[0] ?? undefined;
+    },
     header: (columns) => write({ header: { columns } }),
     rows: (batch) => {
       countRows(batch.length);

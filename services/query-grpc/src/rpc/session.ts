@@ -10,7 +10,7 @@
 // same happens when the stream breaks, is cancelled, passes its deadline,
 // stays idle too long or reaches its maximum lifetime, and on shutdown.
 import { performance } from "node:perf_hooks";
-import type { handleBidiStreamingCall, ServerDuplexStream } from "@grpc/grpc-js";
+import type { handleBidiStreamingCall, Metadata, ServerDuplexStream } from "@grpc/grpc-js";
 import type {
   SessionRequest,
   SessionResponse,
@@ -31,6 +31,7 @@ import {
   toParam,
   transactionSettings,
 } from "./call.js";
+import { lsnTrailer, tokenOf } from "./consistency.js";
 import type { TransactionRpcDeps } from "./deps.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
@@ -75,10 +76,12 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
   let committed: boolean | undefined;
   let outcome = "OK";
   let failedStatement: number | undefined;
+  let trailer: Metadata | undefined;
   try {
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
+    const token = tokenOf(call.metadata);
     leave = limits.slots.enter();
     let options: TransactionOptions | undefined;
     for (let first = true; ; first = false) {
@@ -105,32 +108,44 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
           const classification = await classifyStatement(deps.parser, statement, caller.statements);
           for (const kind of classification.kinds) kinds.add(kind);
           const deadline = call.getDeadline();
-          transaction ??= await deps.transactionRpcs.transactions.open(
-            transactionSettings(options, caller, requestId, deps.limits, deadline),
-            signal,
-          );
           const request = {
             sql: statement.sql,
             params: statement.params.map(toParam),
             maxRows: maxRowsOf(statement, options),
             timeoutMs: statementTimeoutMs(statement.timeoutMs, options, caller, deps.limits, deadline),
           };
-          await transaction.run(request, out.sink(), signal, limits.firstBatchRows);
+          if (transaction) {
+            await transaction.run(request, out.sink(), signal, limits.firstBatchRows);
+          } else {
+            // The first statement picks the server; it may run again there only while nothing went out.
+            const settings = transactionSettings(options, caller, requestId, deps.limits, deadline);
+            await deps.routing.run(
+              settings,
+              token,
+              () => out.written,
+              async (engines, routed) => {
+                await transaction?.close(); // a first attempt's, before the retry takes another connection
+                transaction = await engines.transactions.open(routed, signal);
+                await transaction.run(request, out.sink(), signal, limits.firstBatchRows);
+              },
+            );
+          }
         } catch (error) {
           throw atStatement(index, error);
         }
         continue;
       }
       if (message.commit) {
-        await transaction?.commit();
+        const [lsn] = (await transaction?.commit()) ?? [];
         await transaction?.close();
         committed = true;
         await out.write({ outcome: { committed } });
+        trailer = lsnTrailer(lsn ?? undefined);
         break;
       }
       throw new QueryFailure("invalid_request", "empty message: send begin, statement, commit or rollback");
     }
-    call.end();
+    call.end(trailer);
   } catch (error) {
     const failure = asFailure(error);
     if (failure.kind === "internal") deps.logger.error({ err: error }, "Session failed unexpectedly");
@@ -228,6 +243,8 @@ class Inbox {
 /** Writes to the stream with backpressure: each write resolves once the stream can take more. */
 class Outbox {
   rows = 0;
+  /** True once any message went to the client. */
+  written = false;
 
   constructor(
     private readonly call: Call,
@@ -237,6 +254,7 @@ class Outbox {
   write(message: SessionResponse): Promise<void> {
     // A call that ended (cancel, deadline, shutdown) takes no more messages.
     if (this.signal.aborted) return Promise.reject(this.signal.reason);
+    this.written = true;
     if (this.call.write(message)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const settle = () => {
