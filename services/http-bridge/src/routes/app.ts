@@ -20,6 +20,7 @@ import { rowEncoder } from "../encoders/json.js";
 import { fromGrpcError, type HttpError, requestError } from "../errors.js";
 import type { BridgeMetrics } from "../metrics.js";
 import { type BodyBindings, parseBody, readBody } from "../request/body.js";
+import { forwardLsn, LSN_HEADER, lsnOf } from "../request/lsn-header.js";
 import { queryBody, toExecuteRequest } from "../request/query-request.js";
 import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
 import { executeBatch, isBatchBody } from "./batch.js";
@@ -96,6 +97,7 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
     const authorization = c.req.header("authorization");
     if (authorization) metadata.set("authorization", authorization);
     metadata.set("x-request-id", requestId);
+    forwardLsn(c.req.header(LSN_HEADER), metadata);
 
     const request = toExecuteRequest(parsed.data);
     const wantsNdjson = (c.req.header("accept") ?? "").includes(NDJSON);
@@ -158,6 +160,10 @@ function startCall(c: Context, deps: BridgeDeps, request: ExecuteRequest, metada
 /** The original tool's shape: {"result": [rows] | "OK", "columns", "command", "rowCount"}. */
 async function bufferedJson(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
   const call = startCall(c, deps, request, metadata);
+  // The trailer (a write's commit position) arrives with the status, after the last message.
+  const trailer = new Promise<Metadata | undefined>((resolve) =>
+    call.once("status", (s: { metadata?: Metadata }) => resolve(s.metadata)),
+  );
   let columns: Column[] = [];
   let encoder = rowEncoder([]);
   const rows: string[] = [];
@@ -197,12 +203,14 @@ async function bufferedJson(c: Context, deps: BridgeDeps, request: ExecuteReques
     return sendError(c, requestError(502, "incomplete_result", "query-grpc ended the result early"));
   const result = columns.length > 0 ? `[${rows.join(",")}]` : `"OK"`;
   const body = `{"result":${result},"columns":${columnsJson(columns)},${footerFields(footer)}}`;
-  return c.body(body, 200, { "content-type": "application/json" });
+  const lsn = lsnOf(await trailer);
+  return c.body(body, 200, { "content-type": "application/json", ...(lsn ? { [LSN_HEADER]: lsn } : {}) });
 }
 
 /**
  * NDJSON: {"header":{"columns":[…]}} first, then {"row":{…}} per row as they
- * arrive, then {"footer":{…}}. Errors before the header get a normal HTTP
+ * arrive, then {"footer":{…}}. Its HTTP headers go out before the call ends,
+ * so a write's commit position (a trailer) cannot reach them: use buffered JSON for writes. Errors before the header get a normal HTTP
  * error; an error after it ends the stream with an {"error":{…}} line.
  */
 async function streamNdjson(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {

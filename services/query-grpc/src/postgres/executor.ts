@@ -135,7 +135,8 @@ export class Executor {
       await cursor.finish(
         request.readOnly ? "ROLLBACK" : "COMMIT",
         request.role === undefined ? [] : [roleGuard(request.role)],
-        [...afterCommit, ...(reset ? [DISCARD_ALL] : [])],
+        // DISCARD ALL first: PostgreSQL refuses it as the second statement after COMMIT in one pipeline.
+        [...(reset ? [DISCARD_ALL] : []), ...afterCommit],
       );
       clean = !cursor.connectionLost;
       if (afterCommit.length > 0) writer.afterCommit?.(cursor.afterRows.map((row) => row[0] ?? null));

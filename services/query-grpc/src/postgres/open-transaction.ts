@@ -215,8 +215,9 @@ export class OpenTransaction {
     const exchange = new Exchange([
       ...guards.map((sql): Step => ({ sql })),
       { sql: ending },
-      ...afterCommit.map((sql): Step => ({ sql })),
+      // DISCARD ALL first: PostgreSQL refuses it as the second statement after COMMIT in one pipeline.
       ...this.resetSteps(),
+      ...afterCommit.map((sql): Step => ({ sql })),
     ]);
     this.client.query(exchange as unknown as pg.QueryConfig);
     let results: StepResult[];
@@ -249,7 +250,8 @@ export class OpenTransaction {
     }
     this.state = "committed";
     this.sessionReset();
-    return afterCommit.map((_, i) => results[guards.length + 1 + i]?.rows[0]?.[0] ?? null);
+    const first = guards.length + 1 + this.resetSteps().length;
+    return afterCommit.map((_, i) => results[first + i]?.rows[0]?.[0] ?? null);
   }
 
   /** Ends the transaction with ROLLBACK. Never fails: a connection that broke rolled back too. */

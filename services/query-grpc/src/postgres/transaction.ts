@@ -26,8 +26,9 @@ export interface TransactionSettings {
   replayedAtLeast?: string | undefined;
   /**
    * Statements run right after a successful COMMIT, in its round trip and on
-   * its connection (before DISCARD ALL); the first column of each one's first
-   * row comes back to the caller of the engine. Read-your-writes tokens.
+   * its connection (after DISCARD ALL, which PostgreSQL refuses as the second
+   * statement after COMMIT in one pipeline); the first column of each one's
+   * first row comes back to the caller of the engine. Read-your-writes tokens.
    */
   afterCommit?: readonly string[] | undefined;
 }
