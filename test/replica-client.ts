@@ -26,6 +26,7 @@ export interface CallFailure extends Error {
   code: number;
   /** querygate-error-kind, e.g. "unavailable" or "commit_unknown". */
   kind: string | undefined;
+  sqlstate: string | undefined;
 }
 
 function metadataWith(token: string | undefined): Metadata {
@@ -39,6 +40,8 @@ function failureOf(error: ServiceError): CallFailure {
   failure.code = error.code;
   const kind = error.metadata?.get("querygate-error-kind")[0];
   failure.kind = typeof kind === "string" ? kind : undefined;
+  const sqlstate = error.metadata?.get("sqlstate")[0];
+  failure.sqlstate = typeof sqlstate === "string" ? sqlstate : undefined;
   return failure;
 }
 
