@@ -9,6 +9,8 @@ import {
   ExecuteRequest,
   type ExecuteResponse,
   type QueryServiceClient,
+  SessionRequest,
+  type SessionResponse,
 } from "../proto/gen/querygate/v1/query.js";
 import { loadConfig } from "../services/query-grpc/src/config.js";
 import { type QueryGrpcServer, startQueryGrpc } from "../services/query-grpc/src/grpc/server.js";
@@ -100,6 +102,36 @@ export function runBatch(
       // The callback ran just before: rows are in.
       setImmediate(() => resolve({ rows, lsn: typeof lsn === "string" ? lsn : undefined }));
     });
+  });
+}
+
+/** A Session of `messages` (then the client's half-close); resolves with its rows and trailer. */
+export function runSession(
+  client: QueryServiceClient,
+  messages: Array<DeepPartial<SessionRequest>>,
+  token?: string,
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const rows: Answer["rows"] = [];
+    const call = client.session(metadataWith(token));
+    call.on("data", (message: SessionResponse) => {
+      for (const row of message.rows?.rows ?? []) rows.push([...row.values]);
+    });
+    call.on("error", (error: ServiceError) => reject(failureOf(error)));
+    let lsn: string | undefined;
+    let waiting = 2;
+    const settle = () => {
+      if (--waiting === 0) resolve({ rows, lsn });
+    };
+    call.on("end", settle);
+    call.on("status", (status: { code: number; metadata: Metadata }) => {
+      if (status.code !== 0) return;
+      const value = status.metadata.get(LSN_KEY)[0];
+      lsn = typeof value === "string" ? value : undefined;
+      settle();
+    });
+    for (const message of messages) call.write(SessionRequest.fromPartial(message));
+    call.end();
   });
 }
 

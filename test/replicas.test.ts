@@ -8,10 +8,11 @@
 // through a relay, so a test can make it go away as a stopped server does.
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { IsolationLevel } from "../proto/gen/querygate/v1/query.js";
 import { Serving } from "../services/query-grpc/src/grpc/health.js";
 import { eventually, grpcClient, postQuery, startBridgeFor } from "./helpers.js";
 import { type Relay, startRelay } from "./relay.js";
-import { metric, run, runBatch, startGrpcOn } from "./replica-client.js";
+import { metric, run, runBatch, runSession, startGrpcOn } from "./replica-client.js";
 import { type StandbyPair, startStandbyPair } from "./standby.js";
 
 const t = suite("read replicas");
@@ -134,6 +135,38 @@ t("once the standby has replayed the write, a read with its token runs there", a
     "the lag in bytes to return to 0",
   );
 });
+
+t(
+  "a read-only Session runs on the standby; a committed write Session answers with its position",
+  async () => {
+    const read = await runSession(client, [
+      { begin: { readOnly: true } },
+      { statement: { sql: WHERE } },
+      { commit: {} },
+    ]);
+    assert.equal(read.rows, [["true"]]);
+    assert.is(read.lsn, undefined);
+    const write = await runSession(client, [
+      { statement: { sql: "insert into notes values (8, 'eight') returning pg_is_in_recovery()::text" } },
+      { commit: {} },
+    ]);
+    assert.equal(write.rows, [["false"]]);
+    assert.match(write.lsn ?? "", /^[0-9A-F]+\/[0-9A-F]+$/);
+  },
+);
+
+t(
+  "a token read under repeatable read goes to the primary, whose snapshot cannot predate the check",
+  async () => {
+    const write = await run(client, { sql: "insert into notes values (9, 'nine')" });
+    await pair.waitForReplay(write.lsn as string);
+    const options = { readOnly: true, isolation: IsolationLevel.ISOLATION_LEVEL_REPEATABLE_READ };
+    const withToken = await runBatch(client, { statements: [{ sql: WHERE }], options }, write.lsn);
+    assert.equal(withToken.rows, [["false"]]);
+    const without = await runBatch(client, { statements: [{ sql: WHERE }], options });
+    assert.equal(without.rows, [["true"]], "without a token repeatable read is fine on the standby");
+  },
+);
 
 t("a malformed token is refused as the caller's mistake", async () => {
   const error = await run(client, { sql: WHERE, options: readOnly }, "yesterday").then(
