@@ -14,7 +14,6 @@ import type { Executor } from "../postgres/executor.js";
 import type { Transactions } from "../postgres/open-transaction.js";
 import { COMMIT_POSITION_SQL, isLsn, type ReplicaHealth } from "../postgres/replicas.js";
 import type { TransactionSettings } from "../postgres/transaction.js";
-import { firstValue } from "./call.js";
 
 /** gRPC metadata (request) and trailer (response) carrying a commit's WAL position. */
 export const LSN_KEY = "x-querygate-lsn";
@@ -67,8 +66,8 @@ export function retryDecision(
 
 /** The token a request presents, if any; a malformed one is the caller's mistake. */
 export function tokenOf(metadata: Metadata): string | undefined {
-  const token = firstValue(metadata, LSN_KEY);
-  if (token === undefined || token === "") return undefined;
+  const token = metadata.get(LSN_KEY)[0];
+  if (typeof token !== "string" || token === "") return undefined;
   if (!isLsn(token)) {
     throw new QueryFailure(
       "invalid_request",
