@@ -159,19 +159,20 @@ export async function startGrpcOn(
 }
 
 /**
- * The value of one series on query-grpc's /metrics, named as
+ * The sum of the series on query-grpc's /metrics named as
  * `querygate_reads_total{target="replica"}` (labels: those that must be
- * among the series'); 0 if absent.
+ * among a series'); 0 if there is none.
  */
 export async function metric(metricsPort: number, series: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   const [name, labels = ""] = series.replace(/}$/, "").split("{");
   const wanted = labels.split(",").filter(Boolean);
+  let sum = 0;
   for (const line of text.split("\n")) {
     const match = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
     if (!match || match[1] !== name) continue;
     const has = (match[2] ?? "").split(",");
-    if (wanted.every((label) => has.includes(label))) return Number(match[3]);
+    if (wanted.every((label) => has.includes(label))) sum += Number(match[3]);
   }
-  return 0;
+  return sum;
 }
