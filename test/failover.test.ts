@@ -44,7 +44,9 @@ t("promoting the standby mid-load loses no acknowledged write and applies none t
   const primaryOnly = await startGrpcOn(env);
   const client = grpcClient(grpc.target);
   const primaryClient = grpcClient(primaryOnly.target);
-  await run(client, { sql: "create table ledger (id int not null, writer int not null)" });
+  const created = await run(client, { sql: "create table ledger (id int not null, writer int not null)" });
+  // Readers on the standby must find the table: wait for the position the DDL's answer carries.
+  await pair.waitForReplay(created.lsn as string);
 
   const counts = {
     writes: 0,

@@ -20,6 +20,8 @@ export const LSN_KEY = "x-querygate-lsn";
 
 export interface Answer {
   rows: Array<Array<string | null>>;
+  /** Result headers received (Execute and Session: one per statement). */
+  headers: number;
   /** The x-querygate-lsn trailer, if the answer had one. */
   lsn: string | undefined;
 }
@@ -55,8 +57,10 @@ export function run(
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const rows: Answer["rows"] = [];
+    let headers = 0;
     const call = client.execute(ExecuteRequest.fromPartial(request), metadataWith(token));
     call.on("data", (message: ExecuteResponse) => {
+      if (message.header) headers++;
       for (const row of message.rows?.rows ?? []) {
         const values: Array<string | null> = [...row.values];
         for (const i of row.nullColumns) values[i] = null;
@@ -68,7 +72,7 @@ export function run(
     let lsn: string | undefined;
     let waiting = 2;
     const settle = () => {
-      if (--waiting === 0) resolve({ rows, lsn });
+      if (--waiting === 0) resolve({ rows, headers, lsn });
     };
     call.on("end", settle);
     call.on("status", (status: { code: number; metadata: Metadata }) => {
@@ -100,7 +104,9 @@ export function runBatch(
       if (status.code !== 0) return;
       const lsn = status.metadata.get(LSN_KEY)[0];
       // The callback ran just before: rows are in.
-      setImmediate(() => resolve({ rows, lsn: typeof lsn === "string" ? lsn : undefined }));
+      setImmediate(() =>
+        resolve({ rows, headers: rows.length > 0 ? 1 : 0, lsn: typeof lsn === "string" ? lsn : undefined }),
+      );
     });
   });
 }
@@ -113,15 +119,17 @@ export function runSession(
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const rows: Answer["rows"] = [];
+    let headers = 0;
     const call = client.session(metadataWith(token));
     call.on("data", (message: SessionResponse) => {
+      if (message.header) headers++;
       for (const row of message.rows?.rows ?? []) rows.push([...row.values]);
     });
     call.on("error", (error: ServiceError) => reject(failureOf(error)));
     let lsn: string | undefined;
     let waiting = 2;
     const settle = () => {
-      if (--waiting === 0) resolve({ rows, lsn });
+      if (--waiting === 0) resolve({ rows, headers, lsn });
     };
     call.on("end", settle);
     call.on("status", (status: { code: number; metadata: Metadata }) => {

@@ -168,6 +168,37 @@ t(
   },
 );
 
+t(
+  "a recovery conflict on the standby after the header went out is retried on the primary, with one header",
+  async () => {
+    // A stand-in for a recovery conflict: 40001 raised on the standby only, once the columns are described.
+    const created = await run(client, {
+      sql: `create function conflicted() returns int language plpgsql as $$
+          begin
+            if pg_is_in_recovery() then
+              raise exception 'canceling statement due to conflict with recovery' using errcode = '40001';
+            end if;
+            return 1;
+          end $$`,
+    });
+    await pair.waitForReplay(created.lsn as string);
+    const before = await metric(grpc.metricsPort, 'querygate_read_retries_total{reason="40001"}');
+    for (const call of [
+      () => run(client, { sql: "select conflicted() as n", options: readOnly }),
+      () =>
+        runSession(client, [
+          { begin: { readOnly: true } },
+          { statement: { sql: "select conflicted() as n" } },
+        ]),
+    ]) {
+      const answer = await call();
+      assert.equal(answer.rows, [["1"]], "the primary answered");
+      assert.is(answer.headers, 1, "the caller saw one header");
+    }
+    assert.is(await metric(grpc.metricsPort, 'querygate_read_retries_total{reason="40001"}'), before + 2);
+  },
+);
+
 t("a malformed token is refused as the caller's mistake", async () => {
   const error = await run(client, { sql: WHERE, options: readOnly }, "yesterday").then(
     () => undefined,

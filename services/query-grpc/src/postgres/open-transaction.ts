@@ -230,7 +230,8 @@ export class OpenTransaction {
         throw new QueryFailure("unavailable", `database unavailable: ${message}`);
       }
       if (!isServerError(error)) this.broken = true;
-      if (exchange.failedAt !== undefined && exchange.failedAt > guards.length) {
+      const answered = exchange.results[guards.length]?.commandTag === ending;
+      if (answered && exchange.failedAt !== undefined && exchange.failedAt > guards.length) {
         // COMMIT itself was answered: only what follows it failed, which cannot undo it.
         this.broken = true;
         this.state = "committed";

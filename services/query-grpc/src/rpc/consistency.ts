@@ -7,6 +7,7 @@
 // that fails before any of its result reached the caller, in a way another
 // server or connection may not repeat, is run once more (retryDecision).
 import { Metadata } from "@grpc/grpc-js";
+import type { Column } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Logger } from "../../../shared/src/logger.js";
 import { asFailure, QueryFailure } from "../errors.js";
 import type { QueryMetrics } from "../metrics.js";
@@ -45,8 +46,9 @@ const RETRYABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "25006", "40001"
 
 /**
  * The one place that decides whether a failed request runs again. Only a
- * read-only one (nothing it did can have persisted) that failed before any of
- * its result reached the caller (else the caller would see rows twice), and
+ * read-only one (nothing it did can have persisted) that failed before any
+ * row reached the caller (else the caller would see rows twice; a header
+ * alone is sent once, headerOnce), and
  * only for failures that say the server or connection was the problem, not
  * the statement. A write never is: a lost COMMIT answer stays commit_unknown.
  */
@@ -75,6 +77,30 @@ export function tokenOf(metadata: Metadata): string | undefined {
     );
   }
   return token;
+}
+
+/**
+ * A result header that a retried statement sends again: it goes out once, and
+ * a retry's header, the same columns from the other server, is dropped, so
+ * the caller sees one header. A retry that answers with other columns fails
+ * rather than hand the caller rows that do not fit what it was told.
+ */
+export function headerOnce(send: (columns: Column[]) => Promise<void>): (columns: Column[]) => Promise<void> {
+  let sent: string | undefined;
+  return (columns) => {
+    const json = JSON.stringify(columns);
+    if (sent === undefined) {
+      sent = json;
+      return send(columns);
+    }
+    if (json === sent) return Promise.resolve();
+    return Promise.reject(
+      new QueryFailure(
+        "unavailable",
+        "the statement failed, and its retry answered with other columns; retry it",
+      ),
+    );
+  };
 }
 
 /** Trailing metadata for a successful answer: the commit's position, when there is one. */

@@ -6,7 +6,7 @@ import type { CancelReason, QueryMetrics } from "../metrics.js";
 import type { ResultWriter, StatementRequest } from "../postgres/executor.js";
 import type { Classification } from "../sql/classify.js";
 import { classifyStatement, firstValue, requestIdOf, toParam } from "./call.js";
-import { lsnTrailer, tokenOf } from "./consistency.js";
+import { headerOnce, lsnTrailer, tokenOf } from "./consistency.js";
 import type { QueryServiceDeps, QueryServiceLimits } from "./deps.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
@@ -141,7 +141,7 @@ function toStatementRequest(
 
 /** The result writer, and what Execute's retry and trailer need to know of it. */
 interface StreamWriter extends ResultWriter {
-  /** True once any of the result went to the caller: the statement may no longer be run again. */
+  /** True once rows (or the footer) went to the caller: the statement may no longer be run again. */
   delivered(): boolean;
   /** The commit's WAL position, once a write committed (with a replica configured). */
   commitPosition(): string | undefined;
@@ -165,7 +165,6 @@ function streamWriter(
   const write = (message: ExecuteResponse): Promise<void> => {
     // A call that ended (cancel, deadline, shutdown) takes no more messages.
     if (signal.aborted) return Promise.reject(signal.reason);
-    delivered = true;
     const waitFor = sentOlder;
     sentOlder = sentLast;
     // grpc-js never calls back for a cancelled call: the abort below covers that.
@@ -197,11 +196,15 @@ function streamWriter(
     afterCommit: (values) => {
       position = values[0] ?? undefined;
     },
-    header: (columns) => write({ header: { columns } }),
+    header: headerOnce((columns) => write({ header: { columns } })),
     rows: (batch) => {
       countRows(batch.length);
+      delivered = true;
       return write({ rows: { rows: batch } });
     },
-    footer: (footer) => write({ footer }),
+    footer: (footer) => {
+      delivered = true;
+      return write({ footer });
+    },
   };
 }

@@ -31,7 +31,7 @@ import {
   toParam,
   transactionSettings,
 } from "./call.js";
-import { lsnTrailer, tokenOf } from "./consistency.js";
+import { headerOnce, lsnTrailer, tokenOf } from "./consistency.js";
 import type { TransactionRpcDeps } from "./deps.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
@@ -117,16 +117,18 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
           if (transaction) {
             await transaction.run(request, out.sink(), signal, limits.firstBatchRows);
           } else {
-            // The first statement picks the server; it may run again there only while nothing went out.
+            // The first statement picks the server; it may run again there only while no row went out.
             const settings = transactionSettings(options, caller, requestId, deps.limits, deadline);
+            // One sink for both attempts: its header goes out once.
+            const sink = out.sink();
             await deps.routing.run(
               settings,
               token,
-              () => out.written,
+              () => out.delivered,
               async (engines, routed) => {
                 await transaction?.close(); // a first attempt's, before the retry takes another connection
                 transaction = await engines.transactions.open(routed, signal);
-                await transaction.run(request, out.sink(), signal, limits.firstBatchRows);
+                await transaction.run(request, sink, signal, limits.firstBatchRows);
               },
             );
           }
@@ -243,8 +245,8 @@ class Inbox {
 /** Writes to the stream with backpressure: each write resolves once the stream can take more. */
 class Outbox {
   rows = 0;
-  /** True once any message went to the client. */
-  written = false;
+  /** True once rows, a footer or an outcome went to the client (a header alone may be sent again, once). */
+  delivered = false;
 
   constructor(
     private readonly call: Call,
@@ -254,7 +256,7 @@ class Outbox {
   write(message: SessionResponse): Promise<void> {
     // A call that ended (cancel, deadline, shutdown) takes no more messages.
     if (this.signal.aborted) return Promise.reject(this.signal.reason);
-    this.written = true;
+    if (!message.header) this.delivered = true;
     if (this.call.write(message)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const settle = () => {
@@ -271,7 +273,7 @@ class Outbox {
   /** Where one statement's header, rows and footer go. */
   sink(): StatementSink {
     return {
-      header: (columns) => this.write({ header: { columns } }),
+      header: headerOnce((columns) => this.write({ header: { columns } })),
       rows: (batch) => {
         this.rows += batch.length;
         return this.write({ rows: { rows: batch } });
