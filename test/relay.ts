@@ -2,7 +2,9 @@
 // need exact timing: a connection that dies after COMMIT reached PostgreSQL
 // but before its answer came back, or just before COMMIT was sent. It reads
 // the client's side of the wire protocol (only message boundaries and the
-// text of Parse messages), so it knows when COMMIT goes out.
+// text of Parse messages), so it knows when COMMIT goes out. It can also stand
+// for a database address that moves (failover: retarget()) or goes away
+// (refuse()), since query-grpc keeps only a URL.
 import { connect, createServer, type Socket } from "node:net";
 import { atEnd } from "./helpers.js";
 
@@ -27,6 +29,11 @@ export interface Relay {
   freeze(): void;
   /** Resolves when a client sends COMMIT, after the trap did its part. */
   trapNextCommit(trap: CommitTrap): Promise<TrappedCommit>;
+  /** Cuts every connection; new ones go to `port` (a promoted standby). */
+  retarget(port: number): void;
+  /** Cuts every connection and closes new ones at once, as a stopped server does; accept() undoes it. */
+  refuse(): void;
+  accept(): void;
 }
 
 interface Armed {
@@ -34,12 +41,21 @@ interface Armed {
   sprung: (commit: TrappedCommit) => void;
 }
 
-export async function startRelay(to: number): Promise<Relay> {
+export async function startRelay(firstPort: number): Promise<Relay> {
+  let to = firstPort;
   let frozen = false;
+  let refusing = false;
   let armed: Armed | undefined;
   const sockets = new Set<Socket>();
+  const cutAll = () => {
+    for (const socket of sockets) socket.destroy();
+  };
 
   const server = createServer((inbound) => {
+    if (refusing) {
+      inbound.destroy();
+      return;
+    }
     const outbound = connect(to, "127.0.0.1");
     const cut = () => {
       inbound.destroy();
@@ -100,6 +116,17 @@ export async function startRelay(to: number): Promise<Relay> {
       return new Promise((sprung) => {
         armed = { trap, sprung };
       });
+    },
+    retarget(next) {
+      to = next;
+      cutAll();
+    },
+    refuse() {
+      refusing = true;
+      cutAll();
+    },
+    accept() {
+      refusing = false;
     },
   };
 }

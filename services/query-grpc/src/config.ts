@@ -7,6 +7,18 @@ const schema = z
     DATABASE_URL: z
       .string({ error: "required: a postgres:// URL of the database querygate fronts" })
       .regex(/^postgres(ql)?:\/\//, "expected a postgres:// or postgresql:// URL"),
+    /**
+     * Optional postgres:// URL of a read replica (or a read-only service in
+     * front of several). Read-only requests run there; everything else on DATABASE_URL.
+     */
+    DATABASE_READ_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "expected a postgres:// or postgresql:// URL")
+      .optional(),
+    /** A replica that takes longer to accept a connection counts as down; its reads go to the primary. */
+    REPLICA_CONNECT_TIMEOUT_MS: env.int(1000, 100, 600_000),
+    /** How often a down replica is probed again, and replication lag sampled. */
+    REPLICA_PROBE_INTERVAL_MS: env.int(1000, 100, 60_000),
     GRPC_HOST: env.string("127.0.0.1"),
     GRPC_PORT: env.port(50051),
     /** Prometheus /metrics over HTTP, on GRPC_HOST. */

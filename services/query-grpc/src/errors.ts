@@ -19,6 +19,8 @@ export type FailureKind =
   | "unavailable"
   | "commit_unknown"
   | "shutting_down"
+  /** A read carrying a read-your-writes token reached a replica that has not replayed it yet (retried on the primary). */
+  | "replica_behind"
   /** The connection broke while COMMIT was in flight: committed or not, nobody can say. */
   | "internal";
 
@@ -148,6 +150,7 @@ const codeForKind: Record<Exclude<FailureKind, "sql">, status> = {
   unavailable: status.UNAVAILABLE,
   commit_unknown: status.UNAVAILABLE,
   shutting_down: status.UNAVAILABLE,
+  replica_behind: status.UNAVAILABLE,
   internal: status.INTERNAL,
 };
 

@@ -26,6 +26,7 @@ import type { StreamedFormat } from "../encoders/streamed-format.js";
 import { fromGrpcError, requestError, sendError } from "../errors.js";
 import type { BridgeMetrics } from "../metrics.js";
 import { type BodyBindings, parseBody, readBody } from "../request/body.js";
+import { forwardLsn, LSN_HEADER, lsnOf } from "../request/lsn-header.js";
 import { queryBody, toExecuteRequest } from "../request/query-request.js";
 import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
 import { executeBatch, isBatchBody } from "./batch.js";
@@ -106,6 +107,7 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
     const authorization = c.req.header("authorization");
     if (authorization) metadata.set("authorization", authorization);
     metadata.set("x-request-id", requestId);
+    forwardLsn(c.req.header(LSN_HEADER), metadata);
 
     const request = toExecuteRequest(parsed.data);
     const format = chooseFormat(c.req.header("accept"), parsed.data.rowMode);
@@ -184,6 +186,10 @@ async function bufferedJson(
   rowMode: RowMode,
 ) {
   const call = startCall(c, deps, request, metadata);
+  // The trailer (a write's commit position) arrives with the status, after the last message.
+  const trailer = new Promise<Metadata | undefined>((resolve) =>
+    call.once("status", (s: { metadata?: Metadata }) => resolve(s.metadata)),
+  );
   let columns: Column[] = [];
   let encoder = rowEncoder([]);
   const rows: string[] = [];
@@ -223,7 +229,8 @@ async function bufferedJson(
     return sendError(c, requestError(502, "incomplete_result", "query-grpc ended the result early"));
   const result = columns.length > 0 ? `[${rows.join(",")}]` : `"OK"`;
   const body = `{"result":${result},"columns":${columnsJson(columns)},${footerFields(footer)}}`;
-  return c.body(body, 200, { "content-type": "application/json" });
+  const lsn = lsnOf(await trailer);
+  return c.body(body, 200, { "content-type": "application/json", ...(lsn ? { [LSN_HEADER]: lsn } : {}) });
 }
 
 /**
@@ -242,7 +249,8 @@ async function openStream(c: Context, deps: BridgeDeps, request: ExecuteRequest,
 
 /**
  * NDJSON: {"header":{"columns":[…]}} first, then {"row":{…}} per row as they
- * arrive, then {"footer":{…}}. Errors before the header get a normal HTTP
+ * arrive, then {"footer":{…}}. Its HTTP headers go out before the call ends,
+ * so a write's commit position (a trailer) cannot reach them: use buffered JSON for writes. Errors before the header get a normal HTTP
  * error; an error after it ends the stream with an {"error":{…}} line.
  */
 async function streamNdjson(

@@ -16,6 +16,7 @@ import {
 } from "../../../../proto/gen/querygate/v1/query.js";
 import { rowEncoder } from "../encoders/json.js";
 import { fromGrpcError, type HttpError, requestError, sendError } from "../errors.js";
+import { forwardLsn, LSN_HEADER, lsnOf } from "../request/lsn-header.js";
 import { queryBody, toValue } from "../request/query-request.js";
 import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
 
@@ -85,13 +86,17 @@ export async function executeBatch(
   const authorization = c.req.header("authorization");
   if (authorization) metadata.set("authorization", authorization);
   metadata.set("x-request-id", requestId);
+  forwardLsn(c.req.header(LSN_HEADER), metadata);
 
   let response: ExecuteBatchResponse;
+  let trailer: Promise<Metadata | undefined> = Promise.resolve(undefined);
   try {
     response = await new Promise((resolve, reject) => {
       const call = upstream.executeBatch(toExecuteBatchRequest(parsed.data), metadata, (error, answer) =>
         error ? reject(error) : resolve(answer as ExecuteBatchResponse),
       );
+      // The trailer (a write's commit position) comes with the status.
+      trailer = new Promise((got) => call.once("status", (s: { metadata?: Metadata }) => got(s.metadata)));
       // A client that goes away cancels the batch, which rolls it back unless COMMIT already ran.
       cancelWhenClientLeaves(c.req.raw.signal, call);
     });
@@ -99,7 +104,8 @@ export async function executeBatch(
     return sendError(c, batchError(fromGrpcError(error as ServiceError)));
   }
   const body = `{"results":[${response.results.map(resultJson).join(",")}]}`;
-  return c.body(body, 200, { "content-type": "application/json" });
+  const lsn = lsnOf(await trailer);
+  return c.body(body, 200, { "content-type": "application/json", ...(lsn ? { [LSN_HEADER]: lsn } : {}) });
 }
 
 /** One statement's result, in the single-statement answer's shape. */

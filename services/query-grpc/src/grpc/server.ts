@@ -1,4 +1,5 @@
-// Builds query-grpc from its configuration: the pool, the engine, and a
+// Builds query-grpc from its configuration: the pools (primary, and the read
+// replica's when DATABASE_READ_URL is set), their engines, and a
 // grpc-js server carrying QueryService, Health and Reflection side by side.
 // Tests start it in-process on port 0; main.ts starts it for real.
 import { Server, type ServiceDefinition } from "@grpc/grpc-js";
@@ -16,8 +17,10 @@ import { QueryMetrics } from "../metrics.js";
 import { Admission } from "../postgres/admission.js";
 import { ControlConnection } from "../postgres/control.js";
 import { Engine } from "../postgres/engine.js";
+import { ReplicaHealth } from "../postgres/replicas.js";
 import { markSessionClean } from "../postgres/session-reset.js";
 import { TypeNames } from "../postgres/type-names.js";
+import { Routing } from "../rpc/consistency.js";
 import { createTransactionRpcs } from "../rpc/deps.js";
 import { queryServiceHandlers } from "../rpc/handlers.js";
 import { markingInvalidText } from "../rpc/request-encoding.js";
@@ -61,20 +64,7 @@ export async function startQueryGrpc(
   const parser = new SqlParser({ timeoutMs: config.PARSE_TIMEOUT_MS, cacheEntries: 2000 });
   await parser.start();
 
-  const pool = new pg.Pool({
-    connectionString: config.DATABASE_URL,
-    max: config.POOL_MAX,
-    connectionTimeoutMillis: config.CONNECT_TIMEOUT_MS,
-    idleTimeoutMillis: 30_000,
-    keepAlive: true,
-    application_name: "querygate",
-  });
-  // An idle connection that breaks (database restart) must not crash the process;
-  // the pool drops it and opens a new one on demand.
-  pool.on("error", (error) => logger.warn({ err: error.message }, "idle database connection lost"));
-  // A new connection's session holds nothing of anyone's yet.
-  pool.on("connect", (client) => markSessionClean(client));
-
+  const pool = openPool(config.DATABASE_URL, config.CONNECT_TIMEOUT_MS, config, logger);
   const control = new ControlConnection({
     connectionString: config.DATABASE_URL,
     connectionTimeoutMillis: config.CONNECT_TIMEOUT_MS,
@@ -85,13 +75,31 @@ export async function startQueryGrpc(
   const admission = new Admission(config.POOL_MAX, config.POOL_MAX_WAITING, config.POOL_WAIT_MS);
   const metrics = new QueryMetrics(pool, admission);
   const typeNames = new TypeNames(control);
-  const engine = new Engine(pool, admission, typeNames, {
-    batchRows: config.BATCH_ROWS,
-    resetSession: config.RESET_SESSION,
-    // A rollback or a cancelled statement that takes longer means a connection we cannot vouch for.
-    settleTimeoutMs: 2000,
-    maxMessageBytes: 1024 * 1024,
+  const enginesOn = (on: pg.Pool, slots: Admission) => ({
+    engine: new Engine(on, slots, typeNames, {
+      batchRows: config.BATCH_ROWS,
+      resetSession: config.RESET_SESSION,
+      // A rollback or a cancelled statement that takes longer means a connection we cannot vouch for.
+      settleTimeoutMs: 2000,
+      maxMessageBytes: 1024 * 1024,
+    }),
   });
+  const replica = config.DATABASE_READ_URL
+    ? await startReplica(config.DATABASE_READ_URL, config, control, metrics, logger)
+    : undefined;
+  const routing = new Routing(
+    enginesOn(pool, admission),
+    // Its own admission: a replica's slots mirror its own pool, and a slow replica must not queue writes.
+    replica && {
+      ...enginesOn(
+        replica.pool,
+        new Admission(config.POOL_MAX, config.POOL_MAX_WAITING, config.POOL_WAIT_MS),
+      ),
+      health: replica.health,
+    },
+    metrics,
+    logger,
+  );
   const transactionRpcs = createTransactionRpcs(config);
 
   const health = new HealthState();
@@ -129,7 +137,7 @@ export async function startQueryGrpc(
     queryServiceHandlers({
       authenticator,
       parser,
-      engine,
+      routing,
       firstBatchRows: Math.min(100, config.BATCH_ROWS),
       metrics,
       transactionRpcs,
@@ -188,6 +196,7 @@ export async function startQueryGrpc(
         new Promise((resolve) => setTimeout(resolve, 1000).unref()),
       ]);
       server.forceShutdown();
+      await replica?.close();
       await Promise.all([pool.end(), control.close(), metricsServer.close(), parser.close()]);
       logger.info("query-grpc stopped");
     },
@@ -213,4 +222,67 @@ function countingBytes<S extends ServiceDefinition>(service: S, metrics: QueryMe
     };
   }
   return counted as S;
+}
+
+function openPool(
+  url: string,
+  connectTimeoutMs: number,
+  config: Readonly<QueryGrpcConfig>,
+  logger: Logger,
+): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: config.POOL_MAX,
+    connectionTimeoutMillis: connectTimeoutMs,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+    application_name: "querygate",
+  });
+  // An idle connection that breaks (database restart) must not crash the process;
+  // the pool drops it and opens a new one on demand.
+  pool.on("error", (error) => logger.warn({ err: error.message }, "idle database connection lost"));
+  // A new connection's session holds nothing of anyone's yet.
+  pool.on("connect", (client) => markSessionClean(client));
+  return pool;
+}
+
+/**
+ * The read replica's pool and its breaker. It is not part of health: while
+ * it is down its reads go to the primary, which keeps serving. A short
+ * connect timeout, so a replica that does not answer costs one read little.
+ */
+async function startReplica(
+  url: string,
+  config: Readonly<QueryGrpcConfig>,
+  primary: ControlConnection,
+  metrics: QueryMetrics,
+  logger: Logger,
+) {
+  const pool = openPool(url, config.REPLICA_CONNECT_TIMEOUT_MS, config, logger);
+  const control = new ControlConnection({
+    connectionString: url,
+    connectionTimeoutMillis: config.REPLICA_CONNECT_TIMEOUT_MS,
+    query_timeout: config.REPLICA_CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+  });
+  const health = new ReplicaHealth({
+    replica: control,
+    primary,
+    intervalMs: config.REPLICA_PROBE_INTERVAL_MS,
+    logger,
+    onSample: (sample) => {
+      metrics.replicaUp.set(sample.up ? 1 : 0);
+      if (sample.lagSeconds !== undefined) metrics.replicaLagSeconds.set(sample.lagSeconds);
+      if (sample.lagBytes !== undefined) metrics.replicaLagBytes.set(sample.lagBytes);
+    },
+  });
+  await health.start();
+  return {
+    pool,
+    health,
+    async close() {
+      await health.stop();
+      await Promise.all([pool.end(), control.close()]);
+    },
+  };
 }

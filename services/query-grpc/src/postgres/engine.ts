@@ -242,50 +242,58 @@ export class Transaction {
    * answer missing is "commit_unknown". A read-only transaction ends with
    * ROLLBACK: nothing it did persists, even what PostgreSQL allows in READ ONLY.
    */
-  async commit(): Promise<void> {
+  async commit(): Promise<Array<string | null>> {
     if (this.state === "new") {
       // Nothing ran, so there is nothing to commit.
       this.state = "committed";
-      return;
+      return [];
     }
     if (this.state !== "open") throw new Error(`cannot commit a transaction that is ${this.state}`);
     const ending = this.settings.readOnly ? "ROLLBACK" : "COMMIT";
+    // Read-your-writes positions and the like, on the same connection, after
+    // DISCARD ALL (PostgreSQL refuses DISCARD ALL once another statement ran after COMMIT).
+    const afterCommit = this.settings.readOnly ? [] : (this.settings.afterCommit ?? []);
     const steps: Step[] = [];
     if (this.settings.role !== undefined) steps.push({ sql: roleGuard(this.settings.role), role: "guard" });
     steps.push({ sql: ending, role: "commit" });
     if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
+    const firstAfter = steps.length;
+    for (const sql of afterCommit) steps.push({ sql, role: "after" });
     const exchange = this.finalExchange(steps);
+    // The exchange may have carried the statement too: count from its end.
+    const offset = exchange.last - (steps.length - 1);
+    let failure: unknown;
     try {
       await exchange.done();
     } catch (error) {
-      if (!isServerError(error)) this.broken = true;
-      if (exchange.committed) {
-        // COMMIT's own answer arrived before the failure (e.g. the server
-        // shutting down during DISCARD ALL): the transaction ended as asked.
-        this.broken = true;
-        this.state = "committed";
-        return;
-      }
+      failure = error;
+      this.broken = true; // what failed after COMMIT leaves a session we cannot vouch for
+    }
+    const answer = exchange.results[offset + steps.findIndex((s) => s.role === "commit")]?.commandTag;
+    const unanswered = failure !== undefined && answer === undefined;
+    // A read-only transaction has nothing to commit: once its statement ran,
+    // only a failed role guard can still fail it.
+    const readOnlyEnd = this.settings.readOnly && exchange.failedIn !== "guard";
+    if (unanswered && !readOnlyEnd) {
       if (!exchange.submitted) {
-        this.broken = true;
-        const message = error instanceof Error ? error.message : String(error);
+        const message = failure instanceof Error ? failure.message : String(failure);
         throw new QueryFailure("unavailable", `database unavailable: ${message}`);
       }
       // Left "open": after a failed guard PostgreSQL skipped the COMMIT and the
       // transaction is still there, aborted; close() sends the ROLLBACK.
-      throw transactionFailure(error, exchange.failedIn, this.settings);
+      if (isServerError(failure)) this.broken = false;
+      throw transactionFailure(failure, exchange.failedIn, this.settings);
     }
-    // PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK.
-    // (The exchange may have carried the statement too: count from its end.)
-    const commitIndex = exchange.last - (steps.length - 1) + steps.findIndex((s) => s.role === "commit");
-    if (exchange.results[commitIndex]?.commandTag !== ending) {
+    if (!unanswered && answer !== ending) {
+      // PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK.
       this.state = "rolled back";
       throw new QueryFailure("sql", "the transaction was aborted; COMMIT rolled it back", {
         sqlstate: "25P02",
       });
     }
     this.state = "committed";
-    if (this.options.resetSession) markSessionClean(this.client);
+    if (failure === undefined && this.options.resetSession) markSessionClean(this.client);
+    return afterCommit.map((_, i) => exchange.results[offset + firstAfter + i]?.rows[0]?.[0] ?? null);
   }
 
   /**

@@ -19,6 +19,18 @@ export interface TransactionSettings {
   isolation?: IsolationLevel | undefined;
   /** DEFERRABLE: only meaningful for serializable read-only transactions. */
   deferrable?: boolean | undefined;
+  /**
+   * Read-your-writes on a replica: a WAL position (pg_lsn text) the server
+   * must have replayed, checked in the set-up's round trip (replicaGuard).
+   */
+  replayedAtLeast?: string | undefined;
+  /**
+   * Statements run right after a successful COMMIT, in its round trip and on
+   * its connection (after DISCARD ALL, which PostgreSQL refuses as the second
+   * statement after COMMIT in one pipeline); the first column of each one's
+   * first row comes back to the caller of the engine. Read-your-writes tokens.
+   */
+  afterCommit?: readonly string[] | undefined;
 }
 
 /**
@@ -43,7 +55,22 @@ export function transactionSetup(settings: TransactionSettings, resetSession: bo
     begin.join(" "),
     // Every value is escaped here, never caller text spliced in raw.
     `SELECT ${values.map(([name, value]) => `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true)`).join(", ")}`,
+    ...(settings.replayedAtLeast === undefined ? [] : [replicaGuard(settings.replayedAtLeast)]),
   ];
+}
+
+/** What the replica guard raises when the server has not replayed the position: division_by_zero. */
+const REPLICA_BEHIND_SQLSTATE = "22012";
+
+/**
+ * Fails the set-up (22012, division by zero: no set-up statement can raise it
+ * otherwise) unless this server has replayed `lsn`. A server that is not
+ * replaying (a primary, a promoted standby) fails it too: the token is then
+ * served by the primary pool. It runs after the snapshot-taking set_config,
+ * so it is only sound where each statement takes a new snapshot (read committed).
+ */
+export function replicaGuard(lsn: string): string {
+  return `SELECT 1 / coalesce(pg_catalog.pg_last_wal_replay_lsn() >= ${quoteLiteral(lsn)}::pg_lsn, false)::int`;
 }
 
 /**
@@ -82,6 +109,12 @@ export function transactionFailure(
   }
   const failure = fromDatabaseError(error);
   if (failure.kind !== "sql") return failure;
+  if (failedIn === "setup" && failure.pg?.sqlstate === REPLICA_BEHIND_SQLSTATE) {
+    return new QueryFailure(
+      "replica_behind",
+      "the replica has not yet replayed the write this read must see",
+    );
+  }
   // Only the role in the set-up can be refused for the caller's sake (no such
   // role, not a member); anything else there (shutdown, lost connection) is what it is.
   if (failedIn === "setup" && ROLE_REFUSALS.has(failure.pg?.sqlstate ?? "")) {

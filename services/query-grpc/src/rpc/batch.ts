@@ -3,7 +3,7 @@
 // → open the transaction → run each, gathering its result → COMMIT → respond.
 // The first failure rolls everything back and names its statement.
 import { performance } from "node:perf_hooks";
-import type { handleUnaryCall, ServerUnaryCall } from "@grpc/grpc-js";
+import type { handleUnaryCall, Metadata, ServerUnaryCall } from "@grpc/grpc-js";
 import type {
   ExecuteBatchRequest,
   ExecuteBatchResponse,
@@ -26,6 +26,7 @@ import {
   toParam,
   transactionSettings,
 } from "./call.js";
+import { lsnTrailer, tokenOf } from "./consistency.js";
 import type { TransactionRpcDeps } from "./deps.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
@@ -35,7 +36,7 @@ export function executeBatchHandler(
   return (call, callback) => {
     const controller = new AbortController();
     const done = runBatch(call, deps, controller).then(
-      (response) => callback(null, response),
+      ({ response, trailer }) => callback(null, response, trailer),
       (failure: QueryFailure) => callback(toGrpcStatus(failure)),
     );
     deps.track(done, (reason) => controller.abort(reason));
@@ -46,7 +47,7 @@ async function runBatch(
   call: ServerUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse>,
   deps: TransactionRpcDeps,
   controller: AbortController,
-): Promise<ExecuteBatchResponse> {
+): Promise<{ response: ExecuteBatchResponse; trailer: Metadata }> {
   const started = performance.now();
   const { signal } = controller;
   const { batch } = deps.transactionRpcs;
@@ -61,7 +62,7 @@ async function runBatch(
   let transaction: Transaction | undefined;
   let outcome = "OK";
   let failedStatement: number | undefined;
-  const gathered = new Gathered(batch.maxResponseBytes);
+  let gathered = new Gathered(batch.maxResponseBytes);
   try {
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
@@ -84,29 +85,41 @@ async function runBatch(
       }
     }
     const deadline = call.getDeadline();
-    transaction = await deps.engine.open(
-      transactionSettings(options, caller, requestId, deps.limits, deadline),
-      signal,
-      "open",
+    const settings = transactionSettings(options, caller, requestId, deps.limits, deadline);
+    const runner = caller;
+    // The answer is one message, so nothing reaches the caller before the end: a failed read may run again.
+    const position = await deps.routing.run(
+      settings,
+      tokenOf(call.metadata),
+      () => false,
+      async (engines, routed) => {
+        await transaction?.close(); // a first attempt's, before the retry takes another connection
+        gathered = new Gathered(batch.maxResponseBytes);
+        transaction = await engines.engine.open(routed, signal, "open");
+        for (const [index, statement] of statements.entries()) {
+          const request = {
+            sql: statement.sql,
+            params: statement.params.map(toParam),
+            maxRows: maxRowsOf(statement, options),
+            timeoutMs: statementTimeoutMs(statement.timeoutMs, options, runner, deps.limits, deadline),
+          };
+          try {
+            const sink = gathered.next();
+            await sink.footer(await transaction.run(request, sink, signal, batch.batchRows));
+          } catch (error) {
+            throw atStatement(index, error);
+          }
+        }
+        if (signal.aborted) throw signal.reason;
+        const [lsn] = await transaction.commit();
+        await transaction.close();
+        return lsn ?? undefined;
+      },
     );
-    for (const [index, statement] of statements.entries()) {
-      const request = {
-        sql: statement.sql,
-        params: statement.params.map(toParam),
-        maxRows: maxRowsOf(statement, options),
-        timeoutMs: statementTimeoutMs(statement.timeoutMs, options, caller, deps.limits, deadline),
-      };
-      try {
-        const sink = gathered.next();
-        await sink.footer(await transaction.run(request, sink, signal, batch.batchRows));
-      } catch (error) {
-        throw atStatement(index, error);
-      }
-    }
-    if (signal.aborted) throw signal.reason;
-    await transaction.commit();
-    await transaction.close();
-    return { results: gathered.results, serverTimeMs: performance.now() - started };
+    return {
+      response: { results: gathered.results, serverTimeMs: performance.now() - started },
+      trailer: lsnTrailer(position),
+    };
   } catch (error) {
     const failure = asFailure(error);
     if (failure.kind === "internal") deps.logger.error({ err: error }, "ExecuteBatch failed unexpectedly");

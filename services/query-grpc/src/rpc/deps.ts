@@ -5,8 +5,8 @@ import type { Authenticator } from "../auth/authenticate.js";
 import type { QueryGrpcConfig } from "../config.js";
 import type { QueryFailure } from "../errors.js";
 import type { QueryMetrics } from "../metrics.js";
-import type { Engine } from "../postgres/engine.js";
 import type { SqlParser } from "../sql/parser.js";
+import type { Routing } from "./consistency.js";
 import { SessionSlots } from "./session-slots.js";
 
 export interface TransactionRpcs {
@@ -37,9 +37,10 @@ export interface TransactionRpcDeps {
   accepting: () => boolean;
   /** Tracks in-flight calls so shutdown can wait for them. */
   track: (done: Promise<unknown>, abort: (reason: QueryFailure) => void) => void;
-  /** Runs every statement (postgres/engine.ts). */
-  engine: Engine;
   transactionRpcs: TransactionRpcs;
+  metrics: QueryMetrics;
+  /** Which pool (primary or read replica) each request runs on, with its retry. */
+  routing: Routing;
 }
 
 export function createTransactionRpcs(config: Readonly<QueryGrpcConfig>): TransactionRpcs {
@@ -67,8 +68,8 @@ export interface QueryServiceDeps {
   authenticator: Authenticator;
   /** Classifies SQL before anything runs (parser.ts). */
   parser: SqlParser;
-  /** Runs every statement (postgres/engine.ts). */
-  engine: Engine;
+  /** Which pool (primary or read replica) each request runs on, with its retry. */
+  routing: Routing;
   /** Execute's first rows come in a small batch, so they arrive quickly whatever the result's size. */
   firstBatchRows: number;
   metrics: QueryMetrics;

@@ -18,6 +18,7 @@ import {
   statementTimeoutMs,
   toParam,
 } from "./call.js";
+import { lsnTrailer, tokenOf } from "./consistency.js";
 import type { QueryServiceDeps, QueryServiceLimits } from "./deps.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
@@ -69,21 +70,25 @@ export async function handleExecute(
       const failure = new QueryFailure("timeout", `statement exceeded its ${statement.timeoutMs} ms timeout`);
       abort(controller, failure, "timeout", deps.metrics);
     }, statement.timeoutMs);
+    const token = tokenOf(call.metadata);
     const writer = streamWriter(call, signal, settings.readOnly, (n) => {
       rows += n;
     });
-    const transaction = await deps.engine.open(settings, signal, "single");
-    try {
-      writer.accepted();
-      const footer = await transaction.run(statement, writer, signal, deps.firstBatchRows);
-      if (signal.aborted) throw signal.reason;
-      await transaction.commit();
-      // The footer says the statement succeeded: only once it committed.
-      await writer.footer(footer);
-    } finally {
-      await transaction.close();
-    }
-    call.end();
+    await deps.routing.run(settings, token, writer.delivered, async (engines, chosen) => {
+      writer.attempt();
+      const transaction = await engines.engine.open(chosen, signal, "single");
+      try {
+        writer.accepted();
+        const footer = await transaction.run(statement, writer, signal, deps.firstBatchRows);
+        if (signal.aborted) throw signal.reason;
+        writer.committed(await transaction.commit());
+        // The footer says the statement succeeded: only once it committed.
+        await writer.footer(footer);
+      } finally {
+        await transaction.close();
+      }
+    });
+    call.end(lsnTrailer(writer.commitPosition()));
   } catch (error) {
     const failure = asFailure(error);
     if (failure.kind === "internal") deps.logger.error({ err: error }, "execute failed unexpectedly");
@@ -163,6 +168,14 @@ interface ResultWriter extends StatementSink {
   /** Called once, just before the first SQL goes to PostgreSQL. */
   accepted(): void;
   footer(footer: ResultFooter): Promise<void>;
+  /** A (re)try of the statement begins: whatever an earlier try held back is dropped. */
+  attempt(): void;
+  /** True once rows (or the footer) went to the caller: the statement may no longer be run again. */
+  delivered(): boolean;
+  /** The values of the transaction's afterCommit statements, once it committed. */
+  committed(values: Array<string | null>): void;
+  /** The commit's WAL position, once a write committed (with a replica configured). */
+  commitPosition(): string | undefined;
 }
 
 function streamWriter(
@@ -171,6 +184,9 @@ function streamWriter(
   readOnly: boolean,
   countRows: (n: number) => void,
 ): ResultWriter {
+  let delivered = false;
+  let headersSent = false;
+  let position: string | undefined;
   // Backpressure by what has actually gone out: a write resolves once the
   // message before the previous one was handed to HTTP/2, so at most two
   // batches wait there. (write()'s own signal comes only after grpc-js has
@@ -208,13 +224,20 @@ function streamWriter(
     for (const message of messages) call.write(message);
   };
   return {
-    // Response headers go out before any SQL that may write runs: a client
-    // that saw no headers knows the statement never started (the bridge's
-    // grpc-js retries only such calls). A read-only statement may be retried
-    // anyway, so its headers travel with its first message, in the same write.
     accepted: () => {
-      if (!readOnly) call.sendMetadata(new Metadata());
+      // A retried read is accepted twice; the headers go out once.
+      if (readOnly || headersSent) return;
+      headersSent = true;
+      call.sendMetadata(new Metadata());
     },
+    attempt: () => {
+      if (held) held = [];
+    },
+    delivered: () => delivered,
+    committed: (values) => {
+      position = values[0] ?? undefined;
+    },
+    commitPosition: () => position,
     header: (columns) => {
       if (signal.aborted) return Promise.reject(signal.reason);
       held?.push({ header: { columns } });
@@ -228,6 +251,7 @@ function streamWriter(
         return Promise.resolve();
       }
       release();
+      delivered = true;
       return write({ rows: { rows: batch } });
     },
     // The last message is small and the trailers follow at once: not waiting
@@ -235,6 +259,7 @@ function streamWriter(
     footer: (footer) => {
       if (signal.aborted) return Promise.reject(signal.reason);
       release();
+      delivered = true;
       call.write({ footer });
       return Promise.resolve();
     },

@@ -10,7 +10,7 @@
 // same happens when the stream breaks, is cancelled, passes its deadline,
 // stays idle too long or reaches its maximum lifetime, and on shutdown.
 import { performance } from "node:perf_hooks";
-import type { handleBidiStreamingCall, ServerDuplexStream } from "@grpc/grpc-js";
+import type { handleBidiStreamingCall, Metadata, ServerDuplexStream } from "@grpc/grpc-js";
 import type {
   ResultFooter,
   SessionRequest,
@@ -32,6 +32,7 @@ import {
   toParam,
   transactionSettings,
 } from "./call.js";
+import { headerOnce, lsnTrailer, tokenOf } from "./consistency.js";
 import type { TransactionRpcDeps } from "./deps.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
@@ -76,10 +77,12 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
   let committed: boolean | undefined;
   let outcome = "OK";
   let failedStatement: number | undefined;
+  let trailer: Metadata | undefined;
   try {
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
+    const token = tokenOf(call.metadata);
     leave = limits.slots.enter();
     let options: TransactionOptions | undefined;
     for (let first = true; ; first = false) {
@@ -106,34 +109,48 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
           const classification = await classifyStatement(deps.parser, statement, caller.statements);
           for (const kind of classification.kinds) kinds.add(kind);
           const deadline = call.getDeadline();
-          transaction ??= await deps.engine.open(
-            transactionSettings(options, caller, requestId, deps.limits, deadline),
-            signal,
-            "open",
-          );
           const request = {
             sql: statement.sql,
             params: statement.params.map(toParam),
             maxRows: maxRowsOf(statement, options),
             timeoutMs: statementTimeoutMs(statement.timeoutMs, options, caller, deps.limits, deadline),
           };
-          const sink = out.sink();
-          await sink.footer(await transaction.run(request, sink, signal, limits.firstBatchRows));
+          if (transaction) {
+            const sink = out.sink();
+            await sink.footer(await transaction.run(request, sink, signal, limits.firstBatchRows));
+          } else {
+            // The first statement picks the server; it may run again there only while no row went out.
+            const settings = transactionSettings(options, caller, requestId, deps.limits, deadline);
+            // One sink for both attempts: its header goes out once.
+            const sink = out.sink();
+            const footer = await deps.routing.run(
+              settings,
+              token,
+              () => out.delivered,
+              async (engines, routed) => {
+                await transaction?.close(); // a first attempt's, before the retry takes another connection
+                transaction = await engines.engine.open(routed, signal, "open");
+                return transaction.run(request, sink, signal, limits.firstBatchRows);
+              },
+            );
+            await sink.footer(footer);
+          }
         } catch (error) {
           throw atStatement(index, error);
         }
         continue;
       }
       if (message.commit) {
-        await transaction?.commit();
+        const [lsn] = (await transaction?.commit()) ?? [];
         await transaction?.close();
         committed = true;
         await out.write({ outcome: { committed } });
+        trailer = lsnTrailer(lsn ?? undefined);
         break;
       }
       throw new QueryFailure("invalid_request", "empty message: send begin, statement, commit or rollback");
     }
-    call.end();
+    call.end(trailer);
   } catch (error) {
     const failure = asFailure(error);
     if (failure.kind === "internal") deps.logger.error({ err: error }, "Session failed unexpectedly");
@@ -231,6 +248,8 @@ class Inbox {
 /** Writes to the stream with backpressure: each write resolves once the stream can take more. */
 class Outbox {
   rows = 0;
+  /** True once rows, a footer or an outcome went to the client (a header alone may be sent again, once). */
+  delivered = false;
 
   constructor(
     private readonly call: Call,
@@ -240,6 +259,7 @@ class Outbox {
   write(message: SessionResponse): Promise<void> {
     // A call that ended (cancel, deadline, shutdown) takes no more messages.
     if (this.signal.aborted) return Promise.reject(this.signal.reason);
+    if (!message.header) this.delivered = true;
     if (this.call.write(message)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const settle = () => {
@@ -256,7 +276,7 @@ class Outbox {
   /** Where one statement's header, rows and footer go. */
   sink(): StatementSink & { footer(footer: ResultFooter): Promise<void> } {
     return {
-      header: (columns) => this.write({ header: { columns } }),
+      header: headerOnce((columns) => this.write({ header: { columns } })),
       rows: (batch) => {
         this.rows += batch.length;
         return this.write({ rows: { rows: batch } });
