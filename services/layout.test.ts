@@ -47,7 +47,7 @@ for (const [root, { order, shared }] of Object.entries(PIPELINES)) {
 
   t(`${root} has every source folder in its pipeline`, () => {
     const folders = new Set(
-      [...importGraph(root).keys()].map((f) => (f.includes("/") ? f.split("/")[0] : ".")),
+      [...importGraph(root).keys()].map((f) => (f.includes("/") ? (f.split("/")[0] as string) : ".")),
     );
     assert.equal(
       [...folders].filter((f) => !order.includes(f)),

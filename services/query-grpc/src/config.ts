@@ -30,6 +30,12 @@ const schema = z
     JWT_ROLE_CLAIM: env.string("role"),
     /** Boolean claim that makes the caller read-only when true. */
     JWT_READ_ONLY_CLAIM: env.string("read_only"),
+    /**
+     * Boolean claim that makes the caller an admin of the registry (sees and
+     * cancels everyone's statements). Namespaced so a token's unrelated
+     * "admin" claim grants nothing here.
+     */
+    JWT_ADMIN_CLAIM: env.string("querygate_admin"),
     JWT_AUDIENCE: env.optionalString(),
     JWT_ISSUER: env.optionalString(),
     JWT_CLOCK_TOLERANCE_S: env.int(30, 0, 3600),

@@ -19,6 +19,8 @@ export type FailureKind =
   | "unavailable"
   | "commit_unknown"
   | "shutting_down"
+  /** The registry has no such running request. */
+  | "not_found"
   /** The connection broke while COMMIT was in flight: committed or not, nobody can say. */
   | "internal";
 
@@ -37,6 +39,8 @@ export class QueryFailure extends Error {
     readonly pg?: PgFields,
     /** ExecuteBatch and Session: which statement (0-based) failed. */
     readonly statementIndex?: number,
+    /** commit_unknown: the transaction's id (xid8, decimal), for TransactionStatus. */
+    readonly transactionId?: string,
   ) {
     super(message);
   }
@@ -148,6 +152,7 @@ const codeForKind: Record<Exclude<FailureKind, "sql">, status> = {
   unavailable: status.UNAVAILABLE,
   commit_unknown: status.UNAVAILABLE,
   shutting_down: status.UNAVAILABLE,
+  not_found: status.NOT_FOUND,
   internal: status.INTERNAL,
 };
 
@@ -186,6 +191,7 @@ export function toGrpcStatus(failure: QueryFailure): GrpcStatus {
     position: failure.pg?.position ?? 0,
     kind: failure.kind,
     statementIndex: failure.statementIndex,
+    transactionId: failure.transactionId ?? "",
   });
   metadata.set("querygate-error-bin", Buffer.from(QueryError.encode(error).finish()));
   if (failure.pg) metadata.set("sqlstate", failure.pg.sqlstate);

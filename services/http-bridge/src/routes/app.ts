@@ -118,7 +118,7 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
  * pg_stat_activity; and gRPC metadata refuses non-ASCII values outright.
  */
 function requestIdOf(given: string | undefined): string {
-  return given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID();
+  return given && /^[A-Za-z0-9._:-]{1,44}$/.test(given) ? given : randomUUID();
 }
 
 /**

@@ -16,6 +16,7 @@ import { QueryMetrics } from "../metrics.js";
 import { Admission } from "../postgres/admission.js";
 import { ControlConnection } from "../postgres/control.js";
 import { Executor } from "../postgres/executor.js";
+import { Registry } from "../postgres/registry.js";
 import { markSessionClean } from "../postgres/session-reset.js";
 import { TypeNames } from "../postgres/type-names.js";
 import { createTransactionRpcs } from "../rpc/deps.js";
@@ -127,6 +128,7 @@ export async function startQueryGrpc(
       authenticator,
       parser,
       executor,
+      registry: new Registry(control),
       metrics,
       transactionRpcs,
       logger,

@@ -8,7 +8,7 @@ import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/v1/query.js";
 import { QueryFailure } from "../errors.js";
 import type { Admission } from "./admission.js";
-import { stopStatement } from "./cancel.js";
+import { cancelledInDatabase, stopStatement } from "./cancel.js";
 import { type ParamValue, type RawRow, TransactionCursor } from "./cursor.js";
 import { DISCARD_ALL, markSessionClean, rollbackAndReset, takeSessionClean } from "./session-reset.js";
 import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
@@ -150,7 +150,7 @@ export class Executor {
       const ended = await rollbackAndReset(client, reset, this.options.settleTimeoutMs, () =>
         cursor.finish("ROLLBACK"),
       );
-      clean = ended.settled && ended.ok;
+      clean = ended.settled && ended.ok && !cancelledInDatabase(error);
       // A failure once COMMIT went out says more than the caller's cancel: it may have committed.
       const failure = transactionFailure(error, cursor.failedIn, request);
       if (failure.kind === "commit_unknown") throw failure;

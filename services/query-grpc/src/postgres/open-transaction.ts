@@ -9,7 +9,7 @@ import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/v1/query.js";
 import { isServerError, QueryFailure } from "../errors.js";
 import type { Admission } from "./admission.js";
-import { stopStatement } from "./cancel.js";
+import { cancelledInDatabase, stopStatement } from "./cancel.js";
 import type { ParamValue } from "./cursor.js";
 import { Exchange, type Step, type StepResult } from "./exchange.js";
 import { affectedRows, commandOf, toRow } from "./executor.js";
@@ -302,6 +302,7 @@ export class OpenTransaction {
         const message = error instanceof Error ? error.message : String(error);
         throw new QueryFailure("unavailable", `database unavailable: ${message}`);
       }
+      if (cancelledInDatabase(error)) this.broken = true;
       const failedIn = (exchange.failedAt ?? 0) < setupSteps ? "setup" : "statement";
       throw transactionFailure(error, failedIn, this.settings);
     } finally {

@@ -17,9 +17,11 @@ import type { Classification } from "../sql/classify.js";
 import {
   atStatement,
   cancellation,
+  cancelledFromOutside,
   classifyStatement,
   firstValue,
   maxRowsOf,
+  requestIdMetadata,
   requestIdOf,
   statementTimeoutMs,
   toParam,
@@ -33,9 +35,17 @@ export function executeBatchHandler(
 ): handleUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse> {
   return (call, callback) => {
     const controller = new AbortController();
-    const done = runBatch(call, deps, controller).then(
-      (response) => callback(null, response),
-      (failure: QueryFailure) => callback(toGrpcStatus(failure)),
+    const requestId = requestIdOf(call.metadata);
+    const done = runBatch(call, deps, controller, requestId).then(
+      (response) => {
+        call.sendMetadata(requestIdMetadata(requestId));
+        callback(null, response);
+      },
+      (failure: QueryFailure) => {
+        const grpcStatus = toGrpcStatus(failure);
+        grpcStatus.metadata.set("x-request-id", requestId);
+        callback(grpcStatus);
+      },
     );
     deps.track(done, (reason) => controller.abort(reason));
   };
@@ -45,11 +55,11 @@ async function runBatch(
   call: ServerUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse>,
   deps: TransactionRpcDeps,
   controller: AbortController,
+  requestId: string,
 ): Promise<ExecuteBatchResponse> {
   const started = performance.now();
   const { signal } = controller;
   const { batch } = deps.transactionRpcs;
-  const requestId = requestIdOf(call.metadata);
   const onCancelled = () => controller.abort(cancellation(call.getDeadline()));
   call.on("cancelled", onCancelled);
   // A stream reset before this handler ran emitted "cancelled" to nobody.
@@ -94,10 +104,12 @@ async function runBatch(
         maxRows: maxRowsOf(statement, options),
         timeoutMs: statementTimeoutMs(statement.timeoutMs, options, caller, deps.limits, deadline),
       };
+      const statementStarted = performance.now();
       try {
         await transaction.run(request, gathered.next(), signal, batch.batchRows);
       } catch (error) {
-        throw atStatement(index, error);
+        const ranMs = performance.now() - statementStarted;
+        throw atStatement(index, cancelledFromOutside(asFailure(error), ranMs, request.timeoutMs));
       }
     }
     if (signal.aborted) throw signal.reason;

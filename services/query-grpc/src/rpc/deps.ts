@@ -9,6 +9,7 @@ import type { QueryMetrics } from "../metrics.js";
 import type { Admission } from "../postgres/admission.js";
 import type { Executor } from "../postgres/executor.js";
 import { Transactions } from "../postgres/open-transaction.js";
+import type { Registry } from "../postgres/registry.js";
 import type { TypeNames } from "../postgres/type-names.js";
 import type { SqlParser } from "../sql/parser.js";
 import { SessionSlots } from "./session-slots.js";
@@ -82,6 +83,8 @@ export interface QueryServiceDeps {
   /** Classifies SQL before anything runs (parser.ts). */
   parser: SqlParser;
   executor: Executor;
+  /** ListQueries, CancelQuery, TransactionStatus (registry.ts). */
+  registry: Registry;
   metrics: QueryMetrics;
   /** ExecuteBatch and Session (batch-service.ts, session-service.ts). */
   transactionRpcs: TransactionRpcs;

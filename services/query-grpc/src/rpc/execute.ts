@@ -1,11 +1,19 @@
-import { Metadata, type ServerWritableStream, status } from "@grpc/grpc-js";
+import { type ServerWritableStream, status } from "@grpc/grpc-js";
 import type { ExecuteRequest, ExecuteResponse } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
 import type { CancelReason, QueryMetrics } from "../metrics.js";
+import { applicationName } from "../postgres/application-name.js";
 import type { ResultWriter, StatementRequest } from "../postgres/executor.js";
 import type { Classification } from "../sql/classify.js";
-import { classifyStatement, firstValue, requestIdOf, toParam } from "./call.js";
+import {
+  cancelledFromOutside,
+  classifyStatement,
+  firstValue,
+  requestIdMetadata,
+  requestIdOf,
+  toParam,
+} from "./call.js";
 import type { QueryServiceDeps, QueryServiceLimits } from "./deps.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
@@ -40,6 +48,7 @@ export async function handleExecute(
   let rows = 0;
   let caller: Caller | undefined;
   let classification: Classification | undefined;
+  let timeoutMs = Number.POSITIVE_INFINITY;
   try {
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
@@ -47,21 +56,24 @@ export async function handleExecute(
     refuseBadEncoding(call.request);
     classification = await classifyStatement(deps.parser, call.request, caller.statements);
     const request = toStatementRequest(call.request, caller, requestId, deps.limits, call.getDeadline());
+    timeoutMs = request.timeoutMs;
     timer = setTimeout(() => {
       const failure = new QueryFailure("timeout", `statement exceeded its ${request.timeoutMs} ms timeout`);
       abort(controller, failure, "timeout", deps.metrics);
     }, request.timeoutMs);
-    const writer = streamWriter(call, signal, (n) => {
+    const writer = streamWriter(call, signal, requestId, (n) => {
       rows += n;
     });
     await deps.executor.run(request, writer, signal);
     call.end();
   } catch (error) {
-    const failure = asFailure(error);
+    const failure = cancelledFromOutside(asFailure(error), performance.now() - started, timeoutMs);
     if (failure.kind === "internal") deps.logger.error({ err: error }, "execute failed unexpectedly");
     const grpcStatus = toGrpcStatus(failure);
     code = grpcStatus.code;
     const { details, metadata } = grpcStatus;
+    // Also in the trailers: a call refused before any SQL ran sends no headers.
+    metadata.set("x-request-id", requestId);
     outcome = failure.pg?.sqlstate ? `${failure.kind}:${failure.pg.sqlstate}` : failure.kind;
     call.emit("error", { code, details, metadata });
   } finally {
@@ -116,7 +128,6 @@ function toStatementRequest(
   const untilDeadline = Number.isFinite(deadlineMs)
     ? Math.max(1, deadlineMs - Date.now())
     : Number.POSITIVE_INFINITY;
-  const tag = (options?.applicationTag ?? "").replace(/[^\x20-\x7e]/g, "").slice(0, 40);
   return {
     sql: request.sql,
     params: request.params.map(toParam),
@@ -128,8 +139,8 @@ function toStatementRequest(
       untilDeadline,
     ),
     readOnly: caller.readOnly || (options?.readOnly ?? false),
-    // Lets a slow statement in pg_stat_activity be traced back to its request.
-    applicationName: `querygate${tag ? `:${tag.slice(0, 16)}` : ""} ${requestId}`.slice(0, 63),
+    // Lets the registry (and anyone reading pg_stat_activity) trace a statement to its request and caller.
+    applicationName: applicationName(caller.name, requestId, options?.applicationTag ?? ""),
     role: caller.role,
     claims: caller.claims,
   };
@@ -138,6 +149,7 @@ function toStatementRequest(
 function streamWriter(
   call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
   signal: AbortSignal,
+  requestId: string,
   countRows: (n: number) => void,
 ): ResultWriter {
   // Backpressure by what has actually gone out: a write resolves once the
@@ -170,7 +182,7 @@ function streamWriter(
   return {
     // Response headers go out before any SQL runs: a client that saw no headers
     // knows the statement never started (grpc-js retries only such calls).
-    accepted: () => call.sendMetadata(new Metadata()),
+    accepted: () => call.sendMetadata(requestIdMetadata(requestId)),
     header: (columns) => write({ header: { columns } }),
     rows: (batch) => {
       countRows(batch.length);

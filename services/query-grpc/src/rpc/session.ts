@@ -23,9 +23,11 @@ import type { StatementKind } from "../statement-kinds.js";
 import {
   atStatement,
   cancellation,
+  cancelledFromOutside,
   classifyStatement,
   firstValue,
   maxRowsOf,
+  requestIdMetadata,
   requestIdOf,
   statementTimeoutMs,
   toParam,
@@ -79,6 +81,7 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
+    call.sendMetadata(requestIdMetadata(requestId));
     leave = limits.slots.enter();
     let options: TransactionOptions | undefined;
     for (let first = true; ; first = false) {
@@ -115,7 +118,11 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
             maxRows: maxRowsOf(statement, options),
             timeoutMs: statementTimeoutMs(statement.timeoutMs, options, caller, deps.limits, deadline),
           };
-          await transaction.run(request, out.sink(), signal, limits.firstBatchRows);
+          const statementStarted = performance.now();
+          await transaction.run(request, out.sink(), signal, limits.firstBatchRows).catch((error) => {
+            const ranMs = performance.now() - statementStarted;
+            throw cancelledFromOutside(asFailure(error), ranMs, request.timeoutMs);
+          });
         } catch (error) {
           throw atStatement(index, error);
         }
@@ -138,7 +145,9 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
     await transaction?.close();
     outcome = failure.pg?.sqlstate ? `${failure.kind}:${failure.pg.sqlstate}` : failure.kind;
     failedStatement = failure.statementIndex;
-    if (!call.cancelled) call.emit("error", toGrpcStatus(failure));
+    const grpcStatus = toGrpcStatus(failure);
+    grpcStatus.metadata.set("x-request-id", requestId);
+    if (!call.cancelled) call.emit("error", grpcStatus);
   } finally {
     await transaction?.close();
     leave?.();
