@@ -60,6 +60,8 @@ export interface HttpError {
       statementIndex?: number;
       /** True when running the same batch again may succeed (serialization failure, deadlock). */
       retryable?: boolean;
+      /** commit_unknown: the transaction to ask GET /transactions/{id} about. */
+      transactionId?: string;
     };
   };
 }
@@ -93,6 +95,7 @@ export function fromGrpcError(error: ServiceError): HttpError {
         ...(detail?.position ? { position: detail.position } : {}),
         grpcStatus,
         ...(detail?.statementIndex !== undefined ? { statementIndex: detail.statementIndex } : {}),
+        ...(detail?.transactionId ? { transactionId: detail.transactionId } : {}),
       },
     },
   };

@@ -23,6 +23,7 @@ import { type BodyBindings, parseBody, readBody } from "../request/body.js";
 import { queryBody, toExecuteRequest } from "../request/query-request.js";
 import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
 import { executeBatch, isBatchBody } from "./batch.js";
+import { registryRoutes } from "./registry.js";
 
 export interface BridgeDeps {
   upstream: QueryServiceClient;
@@ -101,6 +102,8 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
     const wantsNdjson = (c.req.header("accept") ?? "").includes(NDJSON);
     return wantsNdjson ? streamNdjson(c, deps, request, metadata) : bufferedJson(c, deps, request, metadata);
   });
+
+  registryRoutes(app, deps.upstream);
 
   app.notFound((c) =>
     sendError(c, requestError(404, "not_found", `no route for ${c.req.method} ${c.req.path}`)),
