@@ -41,6 +41,8 @@ const httpStatusForKind: Record<string, number> = {
   overloaded: 503,
   // UNAVAILABLE, but not "retry shortly": the COMMIT may have happened.
   commit_unknown: 502,
+  // FAILED_PRECONDITION: the Idempotency-Key was used for a different body.
+  idempotency_mismatch: 422,
 };
 
 export interface HttpError {

@@ -21,6 +21,12 @@ export type FailureKind =
   | "shutting_down"
   /** The registry has no such running request. */
   | "not_found"
+  /** An idempotency key already used for a different request. */
+  | "idempotency_mismatch"
+  /** An idempotency key held by a request that has not ended yet. */
+  | "idempotency_in_progress"
+  /** A feature this deployment lacks (the idempotency ledger is not installed). */
+  | "unsupported"
   /** The connection broke while COMMIT was in flight: committed or not, nobody can say. */
   | "internal";
 
@@ -153,6 +159,9 @@ const codeForKind: Record<Exclude<FailureKind, "sql">, status> = {
   commit_unknown: status.UNAVAILABLE,
   shutting_down: status.UNAVAILABLE,
   not_found: status.NOT_FOUND,
+  idempotency_mismatch: status.FAILED_PRECONDITION,
+  idempotency_in_progress: status.ABORTED,
+  unsupported: status.UNIMPLEMENTED,
   internal: status.INTERNAL,
 };
 

@@ -21,7 +21,7 @@ import { fromGrpcError, type HttpError, requestError } from "../errors.js";
 import type { BridgeMetrics } from "../metrics.js";
 import { type BodyBindings, parseBody, readBody } from "../request/body.js";
 import { queryBody, toExecuteRequest } from "../request/query-request.js";
-import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
+import { cancelWhenClientLeaves, forwardIdempotencyKey, passedOnHeaders } from "../upstream/grpc-client.js";
 import { executeBatch, isBatchBody } from "./batch.js";
 import { registryRoutes } from "./registry.js";
 
@@ -97,6 +97,7 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
     const authorization = c.req.header("authorization");
     if (authorization) metadata.set("authorization", authorization);
     metadata.set("x-request-id", requestId);
+    forwardIdempotencyKey(metadata, c.req.header("idempotency-key"));
 
     const request = toExecuteRequest(parsed.data);
     const wantsNdjson = (c.req.header("accept") ?? "").includes(NDJSON);
@@ -155,12 +156,12 @@ function footerFields(footer: ResultFooter): string {
 function startCall(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
   const call = deps.upstream.execute(request, metadata);
   cancelWhenClientLeaves(c.req.raw.signal, call);
-  return call;
+  return { call, headers: passedOnHeaders(call) };
 }
 
 /** The original tool's shape: {"result": [rows] | "OK", "columns", "command", "rowCount"}. */
 async function bufferedJson(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
-  const call = startCall(c, deps, request, metadata);
+  const { call, headers } = startCall(c, deps, request, metadata);
   let columns: Column[] = [];
   let encoder = rowEncoder([]);
   const rows: string[] = [];
@@ -200,7 +201,7 @@ async function bufferedJson(c: Context, deps: BridgeDeps, request: ExecuteReques
     return sendError(c, requestError(502, "incomplete_result", "query-grpc ended the result early"));
   const result = columns.length > 0 ? `[${rows.join(",")}]` : `"OK"`;
   const body = `{"result":${result},"columns":${columnsJson(columns)},${footerFields(footer)}}`;
-  return c.body(body, 200, { "content-type": "application/json" });
+  return c.body(body, 200, { ...headers, "content-type": "application/json" });
 }
 
 /**
@@ -209,7 +210,7 @@ async function bufferedJson(c: Context, deps: BridgeDeps, request: ExecuteReques
  * error; an error after it ends the stream with an {"error":{…}} line.
  */
 async function streamNdjson(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
-  const call = startCall(c, deps, request, metadata);
+  const { call, headers } = startCall(c, deps, request, metadata);
   const messages = (call as AsyncIterable<ExecuteResponse>)[Symbol.asyncIterator]();
   let first: IteratorResult<ExecuteResponse>;
   try {
@@ -218,6 +219,7 @@ async function streamNdjson(c: Context, deps: BridgeDeps, request: ExecuteReques
     return sendError(c, fromGrpcError(error as ServiceError));
   }
   c.header("content-type", NDJSON);
+  for (const [name, value] of Object.entries(headers)) c.header(name, value);
   // A client that leaves mid-stream aborts the request's signal, which
   // startCall listens to; no second listener here (hono's onAbort cannot be
   // taken back, and would hold the call for as long as the stream object lives).

@@ -17,7 +17,7 @@ import {
 import { rowEncoder } from "../encoders/json.js";
 import { fromGrpcError, type HttpError, requestError } from "../errors.js";
 import { queryBody, toValue } from "../request/query-request.js";
-import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
+import { cancelWhenClientLeaves, forwardIdempotencyKey, passedOnHeaders } from "../upstream/grpc-client.js";
 
 const ISOLATION = {
   "read committed": IsolationLevel.ISOLATION_LEVEL_READ_COMMITTED,
@@ -85,7 +85,9 @@ export async function executeBatch(
   const authorization = c.req.header("authorization");
   if (authorization) metadata.set("authorization", authorization);
   metadata.set("x-request-id", requestId);
+  forwardIdempotencyKey(metadata, c.req.header("idempotency-key"));
 
+  let headers: Record<string, string> = {};
   let response: ExecuteBatchResponse;
   try {
     response = await new Promise((resolve, reject) => {
@@ -94,12 +96,13 @@ export async function executeBatch(
       );
       // A client that goes away cancels the batch, which rolls it back unless COMMIT already ran.
       cancelWhenClientLeaves(c.req.raw.signal, call);
+      headers = passedOnHeaders(call);
     });
   } catch (error) {
     return sendError(c, batchError(fromGrpcError(error as ServiceError)));
   }
   const body = `{"results":[${response.results.map(resultJson).join(",")}]}`;
-  return c.body(body, 200, { "content-type": "application/json" });
+  return c.body(body, 200, { ...headers, "content-type": "application/json" });
 }
 
 /** One statement's result, in the single-statement answer's shape. */

@@ -16,6 +16,7 @@ import { QueryMetrics } from "../metrics.js";
 import { Admission } from "../postgres/admission.js";
 import { ControlConnection } from "../postgres/control.js";
 import { Executor } from "../postgres/executor.js";
+import { openLedger } from "../postgres/ledger.js";
 import { Registry } from "../postgres/registry.js";
 import { markSessionClean } from "../postgres/session-reset.js";
 import { TypeNames } from "../postgres/type-names.js";
@@ -113,6 +114,19 @@ export async function startQueryGrpc(
   const healthTimer = setInterval(checkDatabase, config.HEALTH_INTERVAL_MS);
   healthTimer.unref();
 
+  const { ledger, note } = await openLedger(control, {
+    ttlSeconds: config.IDEMPOTENCY_TTL_S,
+    waitMs: config.IDEMPOTENCY_WAIT_MS,
+  }).catch((error: Error) => ({ ledger: undefined, note: `idempotency keys disabled: ${error.message}` }));
+  if (ledger) logger.info(note);
+  else logger.warn(note);
+  const cleanupTimer = setInterval(() => {
+    ledger
+      ?.cleanup(10_000)
+      .catch((error: Error) => logger.warn({ err: error.message }, "idempotency cleanup failed"));
+  }, config.IDEMPOTENCY_CLEANUP_INTERVAL_MS);
+  cleanupTimer.unref();
+
   let accepting = true;
   const inFlight = new Map<Promise<unknown>, (reason: QueryFailure) => void>();
 
@@ -131,6 +145,7 @@ export async function startQueryGrpc(
       registry: new Registry(control),
       metrics,
       transactionRpcs,
+      idempotency: { ledger, maxRecordBytes: config.IDEMPOTENCY_MAX_RECORD_BYTES },
       logger,
       limits: {
         defaultTimeoutMs: config.STATEMENT_TIMEOUT_MS,
@@ -172,6 +187,7 @@ export async function startQueryGrpc(
       accepting = false;
       health.beginShutdown();
       clearInterval(healthTimer);
+      clearInterval(cleanupTimer);
       const all = () => Promise.allSettled([...inFlight.keys()]);
       const graceOver = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
       await Promise.race([all(), graceOver]);

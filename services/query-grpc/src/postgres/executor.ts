@@ -127,22 +127,26 @@ export class Executor {
       }
       if (signal.aborted) throw signal.reason;
 
+      // A SELECT read in several Executes reports only the last one's count: use our own.
+      const completed = cursor.commandTag ?? "";
+      const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${sent}` : completed;
+      const rowCount = fields.length > 0 ? sent : affectedRows(tag);
       // A read-only transaction has nothing to commit: ending it with ROLLBACK
       // makes sure nothing it did persists, even what PostgreSQL allows in READ ONLY.
       await cursor.finish(
         request.readOnly ? "ROLLBACK" : "COMMIT",
-        request.role === undefined ? [] : [roleGuard(request.role)],
+        [
+          ...(request.role === undefined ? [] : [roleGuard(request.role)]),
+          ...(request.ledger?.record({ commandTag: tag, rowCount, truncated }) ?? []),
+        ],
         reset ? [DISCARD_ALL] : [],
       );
       clean = !cursor.connectionLost;
       if (clean && reset) markSessionClean(client);
-      // A SELECT read in several Executes reports only the last one's count: use our own.
-      const completed = cursor.commandTag ?? "";
-      const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${sent}` : completed;
       await writer.footer({
         commandTag: tag,
         command: commandOf(tag),
-        rowCount: String(fields.length > 0 ? sent : affectedRows(tag)),
+        rowCount: String(rowCount),
         truncated,
         serverTimeMs: performance.now() - started,
       });

@@ -206,7 +206,10 @@ export class OpenTransaction {
       this.state = "committed";
       return;
     }
-    const guards = this.settings.role === undefined ? [] : [roleGuard(this.settings.role)];
+    const guards = [
+      ...(this.settings.role === undefined ? [] : [roleGuard(this.settings.role)]),
+      ...(this.settings.ledger?.record() ?? []),
+    ];
     // A read-only transaction has nothing to commit: ROLLBACK makes sure nothing it did persists.
     const ending = this.settings.readOnly ? "ROLLBACK" : "COMMIT";
     // DISCARD ALL in the same round trip, so it meets the very session the transaction ran on

@@ -19,6 +19,25 @@ export interface TransactionSettings {
   isolation?: IsolationLevel | undefined;
   /** DEFERRABLE: only meaningful for serializable read-only transactions. */
   deferrable?: boolean | undefined;
+  /** A request with an idempotency key: the ledger's statements (ledger.ts). */
+  ledger?: LedgerHook | undefined;
+}
+
+/**
+ * The one hook through which the engines write the idempotency ledger; what
+ * the statements are is ledger.ts's business.
+ */
+export interface LedgerHook {
+  /** Run right after BEGIN, before the transaction takes the caller's role. */
+  claim: string[];
+  /** Run after the role guard, just before COMMIT; Execute passes its statement's outcome. */
+  record(outcome?: StatementOutcome): string[];
+}
+
+export interface StatementOutcome {
+  commandTag: string;
+  rowCount: number;
+  truncated: boolean;
 }
 
 /**
@@ -41,6 +60,7 @@ export function transactionSetup(settings: TransactionSettings, resetSession: bo
   return [
     ...(resetSession ? ["DISCARD ALL"] : []),
     begin.join(" "),
+    ...(settings.ledger?.claim ?? []),
     // Every value is escaped here, never caller text spliced in raw.
     `SELECT ${values.map(([name, value]) => `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true)`).join(", ")}`,
   ];

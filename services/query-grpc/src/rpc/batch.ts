@@ -4,14 +4,15 @@
 // The first failure rolls everything back and names its statement.
 import { performance } from "node:perf_hooks";
 import type { handleUnaryCall, ServerUnaryCall } from "@grpc/grpc-js";
-import type {
+import {
   ExecuteBatchRequest,
   ExecuteBatchResponse,
-  Row,
-  StatementResult,
+  type Row,
+  type StatementResult,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
+import type { LedgerEntry } from "../postgres/ledger.js";
 import type { OpenTransaction, StatementSink } from "../postgres/open-transaction.js";
 import type { Classification } from "../sql/classify.js";
 import {
@@ -28,6 +29,7 @@ import {
   transactionSettings,
 } from "./call.js";
 import type { TransactionRpcDeps } from "./deps.js";
+import { keyedCall, markReplayed, recordedBatch } from "./idempotency.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
 export function executeBatchHandler(
@@ -37,8 +39,9 @@ export function executeBatchHandler(
     const controller = new AbortController();
     const requestId = requestIdOf(call.metadata);
     const done = runBatch(call, deps, controller, requestId).then(
-      (response) => {
-        call.sendMetadata(requestIdMetadata(requestId));
+      ({ response, replayed }) => {
+        const metadata = requestIdMetadata(requestId);
+        call.sendMetadata(replayed ? markReplayed(metadata, replayed) : metadata);
         callback(null, response);
       },
       (failure: QueryFailure) => {
@@ -56,7 +59,7 @@ async function runBatch(
   deps: TransactionRpcDeps,
   controller: AbortController,
   requestId: string,
-): Promise<ExecuteBatchResponse> {
+): Promise<{ response: ExecuteBatchResponse; replayed?: LedgerEntry }> {
   const started = performance.now();
   const { signal } = controller;
   const { batch } = deps.transactionRpcs;
@@ -93,10 +96,18 @@ async function runBatch(
       }
     }
     const deadline = call.getDeadline();
-    transaction = await deps.transactionRpcs.transactions.open(
-      transactionSettings(options, caller, requestId, deps.limits, deadline),
-      signal,
+    const settings = transactionSettings(options, caller, requestId, deps.limits, deadline);
+    const keyed = keyedCall(
+      deps.idempotency,
+      call.metadata,
+      caller,
+      settings.readOnly,
+      "ExecuteBatch",
+      ExecuteBatchRequest.encode(call.request).finish(),
+      () => recordedBatch({ results: gathered.results, serverTimeMs: 0 }, deps.idempotency.maxRecordBytes),
     );
+    settings.ledger = keyed?.hook;
+    transaction = await deps.transactionRpcs.transactions.open(settings, signal);
     for (const [index, statement] of statements.entries()) {
       const request = {
         sql: statement.sql,
@@ -108,6 +119,13 @@ async function runBatch(
       try {
         await transaction.run(request, gathered.next(), signal, batch.batchRows);
       } catch (error) {
+        // The key is claimed along with the first statement: a used key fails it before it runs.
+        const entry = index === 0 ? await keyed?.replayFor(error) : undefined;
+        if (entry) {
+          outcome = "replayed";
+          const response = ExecuteBatchResponse.decode(entry.outcome as Buffer);
+          return { response: { ...response, serverTimeMs: performance.now() - started }, replayed: entry };
+        }
         const ranMs = performance.now() - statementStarted;
         throw atStatement(index, cancelledFromOutside(asFailure(error), ranMs, request.timeoutMs));
       }
@@ -115,7 +133,7 @@ async function runBatch(
     if (signal.aborted) throw signal.reason;
     await transaction.commit();
     await transaction.close();
-    return { results: gathered.results, serverTimeMs: performance.now() - started };
+    return { response: { results: gathered.results, serverTimeMs: performance.now() - started } };
   } catch (error) {
     const failure = asFailure(error);
     if (failure.kind === "internal") deps.logger.error({ err: error }, "ExecuteBatch failed unexpectedly");

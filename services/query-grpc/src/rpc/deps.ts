@@ -12,6 +12,7 @@ import { Transactions } from "../postgres/open-transaction.js";
 import type { Registry } from "../postgres/registry.js";
 import type { TypeNames } from "../postgres/type-names.js";
 import type { SqlParser } from "../sql/parser.js";
+import type { Idempotency } from "./idempotency.js";
 import { SessionSlots } from "./session-slots.js";
 
 export interface TransactionRpcs {
@@ -44,6 +45,7 @@ export interface TransactionRpcDeps {
   /** Tracks in-flight calls so shutdown can wait for them. */
   track: (done: Promise<unknown>, abort: (reason: QueryFailure) => void) => void;
   transactionRpcs: TransactionRpcs;
+  idempotency: Idempotency;
 }
 
 export function createTransactionRpcs(
@@ -83,6 +85,8 @@ export interface QueryServiceDeps {
   /** Classifies SQL before anything runs (parser.ts). */
   parser: SqlParser;
   executor: Executor;
+  /** Idempotency keys of Execute and ExecuteBatch (idempotency.ts). */
+  idempotency: Idempotency;
   /** ListQueries, CancelQuery, TransactionStatus (registry.ts). */
   registry: Registry;
   metrics: QueryMetrics;

@@ -1,10 +1,15 @@
 import { type ServerWritableStream, status } from "@grpc/grpc-js";
-import type { ExecuteRequest, ExecuteResponse } from "../../../../proto/gen/querygate/v1/query.js";
+import {
+  ExecuteRequest,
+  type ExecuteResponse,
+  StatementResult,
+} from "../../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
 import type { CancelReason, QueryMetrics } from "../metrics.js";
 import { applicationName } from "../postgres/application-name.js";
 import type { ResultWriter, StatementRequest } from "../postgres/executor.js";
+import type { LedgerEntry } from "../postgres/ledger.js";
 import type { Classification } from "../sql/classify.js";
 import {
   cancelledFromOutside,
@@ -15,6 +20,7 @@ import {
   toParam,
 } from "./call.js";
 import type { QueryServiceDeps, QueryServiceLimits } from "./deps.js";
+import { keyedCall, markReplayed, ResultRecorder } from "./idempotency.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
 export async function handleExecute(
@@ -61,10 +67,28 @@ export async function handleExecute(
       const failure = new QueryFailure("timeout", `statement exceeded its ${request.timeoutMs} ms timeout`);
       abort(controller, failure, "timeout", deps.metrics);
     }, request.timeoutMs);
-    const writer = streamWriter(call, signal, requestId, (n) => {
+    const recorder = new ResultRecorder(deps.idempotency.maxRecordBytes);
+    const keyed = keyedCall(
+      deps.idempotency,
+      call.metadata,
+      caller,
+      request.readOnly,
+      "Execute",
+      ExecuteRequest.encode(call.request).finish(),
+      (statement) => recorder.recorded(statement),
+    );
+    request.ledger = keyed?.hook;
+    const writer = streamWriter(call, signal, requestId, keyed ? recorder : undefined, (n) => {
       rows += n;
     });
-    await deps.executor.run(request, writer, signal);
+    try {
+      await deps.executor.run(request, writer, signal);
+    } catch (error) {
+      const entry = await keyed?.replayFor(error);
+      if (!entry) throw error;
+      outcome = "replayed";
+      replay(call, entry, requestId);
+    }
     call.end();
   } catch (error) {
     const failure = cancelledFromOutside(asFailure(error), performance.now() - started, timeoutMs);
@@ -150,8 +174,16 @@ function streamWriter(
   call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
   signal: AbortSignal,
   requestId: string,
+  /** Set for a call with an idempotency key: it keeps the result for the ledger. */
+  recorder: ResultRecorder | undefined,
   countRows: (n: number) => void,
 ): ResultWriter {
+  let headersSent = false;
+  const sendHeaders = () => {
+    if (headersSent) return;
+    headersSent = true;
+    call.sendMetadata(requestIdMetadata(requestId));
+  };
   // Backpressure by what has actually gone out: a write resolves once the
   // message before the previous one was handed to HTTP/2, so at most two
   // batches wait there. (write()'s own signal comes only after grpc-js has
@@ -182,12 +214,35 @@ function streamWriter(
   return {
     // Response headers go out before any SQL runs: a client that saw no headers
     // knows the statement never started (grpc-js retries only such calls).
-    accepted: () => call.sendMetadata(requestIdMetadata(requestId)),
-    header: (columns) => write({ header: { columns } }),
+    // With an idempotency key they wait for the result's header, i.e. for the
+    // claim to succeed, since a replay's headers say so; a retry is safe then anyway.
+    accepted: () => {
+      if (!recorder) sendHeaders();
+    },
+    header: (columns) => {
+      sendHeaders();
+      recorder?.header(columns);
+      return write({ header: { columns } });
+    },
     rows: (batch) => {
+      recorder?.rows(batch);
       countRows(batch.length);
       return write({ rows: { rows: batch } });
     },
     footer: (footer) => write({ footer }),
   };
+}
+
+/** A recorded outcome, streamed as Execute streams a result (it is capped in size, so no backpressure). */
+function replay(
+  call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
+  entry: LedgerEntry,
+  requestId: string,
+): void {
+  const result = StatementResult.decode(entry.outcome as Buffer);
+  call.sendMetadata(markReplayed(requestIdMetadata(requestId), entry));
+  call.write({ header: { columns: result.columns } });
+  for (let i = 0; i < result.rows.length; i += 1000)
+    call.write({ rows: { rows: result.rows.slice(i, i + 1000) } });
+  if (result.footer) call.write({ footer: { ...result.footer, serverTimeMs: 0 } });
 }
