@@ -18,6 +18,7 @@ export const TOKENS = {
   admin: "admin-token-0123456789",
   selectOnly: "select-only-token-0123456789",
   capped: "capped-token-0123456789",
+  watcher: "watcher-token-0123456789",
 } as const;
 
 export interface RoleFixture {
@@ -86,6 +87,8 @@ async function create(): Promise<RoleFixture> {
       { name: "ops", sha256: sha(TOKENS.admin), role: "app_admin" },
       { name: "select-only", sha256: sha(TOKENS.selectOnly), role: "writer", statements: ["read"] },
       { name: "capped", sha256: sha(TOKENS.capped), role: "reader", maxStatementMs: 300 },
+      // Sees and cancels every caller's statements (the registry), with a reader's grants.
+      { name: "watcher", sha256: sha(TOKENS.watcher), role: "reader", readOnly: true, admin: true },
     ]),
   );
   const hsSecret = new TextEncoder().encode("a-shared-secret-of-at-least-32-bytes!!");

@@ -42,6 +42,8 @@ const httpStatusForKind: Record<string, number> = {
   overloaded: 503,
   // UNAVAILABLE, but not "retry shortly": the COMMIT may have happened.
   commit_unknown: 502,
+  // FAILED_PRECONDITION: the Idempotency-Key was used for a different body.
+  idempotency_mismatch: 422,
 };
 
 export interface HttpError {
@@ -61,6 +63,8 @@ export interface HttpError {
       statementIndex?: number;
       /** True when running the same batch again may succeed (serialization failure, deadlock). */
       retryable?: boolean;
+      /** commit_unknown: the transaction to ask GET /transactions/{id} about. */
+      transactionId?: string;
     };
   };
 }
@@ -94,6 +98,7 @@ export function fromGrpcError(error: ServiceError): HttpError {
         ...(detail?.position ? { position: detail.position } : {}),
         grpcStatus,
         ...(detail?.statementIndex !== undefined ? { statementIndex: detail.statementIndex } : {}),
+        ...(detail?.transactionId ? { transactionId: detail.transactionId } : {}),
       },
     },
   };

@@ -42,6 +42,12 @@ const schema = z
     JWT_ROLE_CLAIM: env.string("role"),
     /** Boolean claim that makes the caller read-only when true. */
     JWT_READ_ONLY_CLAIM: env.string("read_only"),
+    /**
+     * Boolean claim that makes the caller an admin of the registry (sees and
+     * cancels everyone's statements). Namespaced so a token's unrelated
+     * "admin" claim grants nothing here.
+     */
+    JWT_ADMIN_CLAIM: env.string("querygate_admin"),
     JWT_AUDIENCE: env.optionalString(),
     JWT_ISSUER: env.optionalString(),
     JWT_CLOCK_TOLERANCE_S: env.int(30, 0, 3600),
@@ -101,6 +107,14 @@ const schema = z
     HEALTH_INTERVAL_MS: env.int(2000, 100, 60_000),
     /** On SIGTERM, how long in-flight calls may run before they are cancelled. */
     SHUTDOWN_GRACE_MS: env.int(20_000, 0, 3_600_000),
+    /** How long an idempotency key (and its recorded outcome) is kept. */
+    IDEMPOTENCY_TTL_S: env.int(86_400, 1, 30 * 86_400),
+    /** How long a retry waits for a run with the same key that is still going, before 409. */
+    IDEMPOTENCY_WAIT_MS: env.int(5000, 0, 600_000),
+    /** Recorded outcomes keep their rows up to this size; past it, a replay has the footer only. */
+    IDEMPOTENCY_MAX_RECORD_BYTES: env.int(1024 * 1024, 0, 64 * 1024 * 1024),
+    /** How often one replica deletes expired keys (a batch at a time, never waiting on a request). */
+    IDEMPOTENCY_CLEANUP_INTERVAL_MS: env.int(60_000, 100, 86_400_000),
     LOG_LEVEL: env.logLevel().default("info"),
   })
   .refine((c) => credentialsConfigured(c) || isLoopback(c.GRPC_HOST) || c.ALLOW_UNAUTHENTICATED, {

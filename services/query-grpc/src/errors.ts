@@ -21,6 +21,14 @@ export type FailureKind =
   | "shutting_down"
   /** A read carrying a read-your-writes token reached a replica that has not replayed it yet (retried on the primary). */
   | "replica_behind"
+  /** The registry has no such running request. */
+  | "not_found"
+  /** An idempotency key already used for a different request. */
+  | "idempotency_mismatch"
+  /** An idempotency key held by a request that has not ended yet. */
+  | "idempotency_in_progress"
+  /** A feature this deployment lacks (the idempotency ledger is not installed). */
+  | "unsupported"
   /** The connection broke while COMMIT was in flight: committed or not, nobody can say. */
   | "internal";
 
@@ -39,6 +47,8 @@ export class QueryFailure extends Error {
     readonly pg?: PgFields,
     /** ExecuteBatch and Session: which statement (0-based) failed. */
     readonly statementIndex?: number,
+    /** commit_unknown: the transaction's id (xid8, decimal), for TransactionStatus. */
+    readonly transactionId?: string,
   ) {
     super(message);
   }
@@ -151,6 +161,10 @@ const codeForKind: Record<Exclude<FailureKind, "sql">, status> = {
   commit_unknown: status.UNAVAILABLE,
   shutting_down: status.UNAVAILABLE,
   replica_behind: status.UNAVAILABLE,
+  not_found: status.NOT_FOUND,
+  idempotency_mismatch: status.FAILED_PRECONDITION,
+  idempotency_in_progress: status.ABORTED,
+  unsupported: status.UNIMPLEMENTED,
   internal: status.INTERNAL,
 };
 
@@ -189,6 +203,7 @@ export function toGrpcStatus(failure: QueryFailure): GrpcStatus {
     position: failure.pg?.position ?? 0,
     kind: failure.kind,
     statementIndex: failure.statementIndex,
+    transactionId: failure.transactionId ?? "",
   });
   metadata.set("querygate-error-bin", Buffer.from(QueryError.encode(error).finish()));
   if (failure.pg) metadata.set("sqlstate", failure.pg.sqlstate);

@@ -74,6 +74,52 @@ export function isolationLevelToJSON(object: IsolationLevel): string {
   }
 }
 
+export enum TransactionState {
+  /** TRANSACTION_STATE_UNSPECIFIED - PostgreSQL no longer knows (the id is older than its commit log keeps). */
+  TRANSACTION_STATE_UNSPECIFIED = 0,
+  TRANSACTION_STATE_COMMITTED = 1,
+  TRANSACTION_STATE_ABORTED = 2,
+  TRANSACTION_STATE_IN_PROGRESS = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function transactionStateFromJSON(object: any): TransactionState {
+  switch (object) {
+    case 0:
+    case "TRANSACTION_STATE_UNSPECIFIED":
+      return TransactionState.TRANSACTION_STATE_UNSPECIFIED;
+    case 1:
+    case "TRANSACTION_STATE_COMMITTED":
+      return TransactionState.TRANSACTION_STATE_COMMITTED;
+    case 2:
+    case "TRANSACTION_STATE_ABORTED":
+      return TransactionState.TRANSACTION_STATE_ABORTED;
+    case 3:
+    case "TRANSACTION_STATE_IN_PROGRESS":
+      return TransactionState.TRANSACTION_STATE_IN_PROGRESS;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return TransactionState.UNRECOGNIZED;
+  }
+}
+
+export function transactionStateToJSON(object: TransactionState): string {
+  switch (object) {
+    case TransactionState.TRANSACTION_STATE_UNSPECIFIED:
+      return "TRANSACTION_STATE_UNSPECIFIED";
+    case TransactionState.TRANSACTION_STATE_COMMITTED:
+      return "TRANSACTION_STATE_COMMITTED";
+    case TransactionState.TRANSACTION_STATE_ABORTED:
+      return "TRANSACTION_STATE_ABORTED";
+    case TransactionState.TRANSACTION_STATE_IN_PROGRESS:
+      return "TRANSACTION_STATE_IN_PROGRESS";
+    case TransactionState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface ExecuteRequest {
   /** The statement text. Positional parameters are written $1, $2, ... */
   sql: string;
@@ -203,7 +249,14 @@ export interface QueryError {
    * (in the batch, or among the session's statement messages). Absent when
    * the failure is not about one statement, e.g. at COMMIT.
    */
-  statementIndex?: number | undefined;
+  statementIndex?:
+    | number
+    | undefined;
+  /**
+   * "commit_unknown": the id (xid8, decimal) of the transaction whose COMMIT
+   * went unanswered, for TransactionStatus. Empty when not known.
+   */
+  transactionId: string;
 }
 
 export interface ExecuteBatchRequest {
@@ -307,6 +360,63 @@ export interface TransactionOutcome {
    * client sent rollback, or closed its side without commit or rollback).
    */
   committed: boolean;
+}
+
+export interface ListQueriesRequest {
+  /**
+   * Admin only: just this caller's statements (the credential's name: an
+   * API key's name, or "jwt:<subject>"). Empty = every caller's for an
+   * admin; a caller that is not admin always sees only its own.
+   */
+  caller: string;
+}
+
+export interface ListQueriesResponse {
+  queries: RunningQuery[];
+}
+
+export interface RunningQuery {
+  /** The request's id (x-request-id), as CancelQuery takes it. */
+  requestId: string;
+  /** pg_stat_activity.state: "active", "idle in transaction", ... */
+  state: string;
+  /** What the backend waits for, if anything, e.g. "Lock" / "transactionid". */
+  waitEventType: string;
+  waitEvent: string;
+  /** When the current (or last) statement started, RFC 3339. */
+  startedAt: string;
+  /** Milliseconds since started_at. */
+  durationMs: number;
+  /**
+   * libpg-query fingerprint of the statement: the same for the same
+   * statement whatever its literals. Empty when the text could not be parsed
+   * (e.g. longer than track_activity_query_size).
+   */
+  fingerprint: string;
+  /** First 8 hex digits of SHA-256 of the caller's name. */
+  callerHash: string;
+  /** When the transaction started, RFC 3339. */
+  transactionStartedAt: string;
+  /** The request's application_tag, as far as it fitted in application_name. */
+  applicationTag: string;
+}
+
+export interface CancelQueryRequest {
+  requestId: string;
+}
+
+export interface CancelQueryResponse {
+  /** True: PostgreSQL accepted the cancel for the backend running the statement. */
+  cancelled: boolean;
+}
+
+export interface TransactionStatusRequest {
+  /** A transaction id (xid8) as a decimal string, e.g. from QueryError.transaction_id. */
+  transactionId: string;
+}
+
+export interface TransactionStatusResponse {
+  state: TransactionState;
 }
 
 function createBaseExecuteRequest(): ExecuteRequest {
@@ -1384,7 +1494,16 @@ export const ResultFooter: MessageFns<ResultFooter> = {
 };
 
 function createBaseQueryError(): QueryError {
-  return { sqlstate: "", message: "", detail: "", hint: "", position: 0, kind: "", statementIndex: undefined };
+  return {
+    sqlstate: "",
+    message: "",
+    detail: "",
+    hint: "",
+    position: 0,
+    kind: "",
+    statementIndex: undefined,
+    transactionId: "",
+  };
 }
 
 export const QueryError: MessageFns<QueryError> = {
@@ -1409,6 +1528,9 @@ export const QueryError: MessageFns<QueryError> = {
     }
     if (message.statementIndex !== undefined) {
       writer.uint32(56).uint32(message.statementIndex);
+    }
+    if (message.transactionId !== "") {
+      writer.uint32(66).string(message.transactionId);
     }
     return writer;
   },
@@ -1482,6 +1604,14 @@ export const QueryError: MessageFns<QueryError> = {
             message.statementIndex = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1507,6 +1637,11 @@ export const QueryError: MessageFns<QueryError> = {
         : isSet(object.statement_index)
         ? globalThis.Number(object.statement_index)
         : undefined,
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
     };
   },
 
@@ -1533,6 +1668,9 @@ export const QueryError: MessageFns<QueryError> = {
     if (message.statementIndex !== undefined) {
       obj.statementIndex = Math.round(message.statementIndex);
     }
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
     return obj;
   },
 
@@ -1548,6 +1686,7 @@ export const QueryError: MessageFns<QueryError> = {
     message.position = object.position ?? 0;
     message.kind = object.kind ?? "";
     message.statementIndex = object.statementIndex ?? undefined;
+    message.transactionId = object.transactionId ?? "";
     return message;
   },
 };
@@ -2544,6 +2683,680 @@ export const TransactionOutcome: MessageFns<TransactionOutcome> = {
   },
 };
 
+function createBaseListQueriesRequest(): ListQueriesRequest {
+  return { caller: "" };
+}
+
+export const ListQueriesRequest: MessageFns<ListQueriesRequest> = {
+  encode(message: ListQueriesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.caller !== "") {
+      writer.uint32(10).string(message.caller);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListQueriesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListQueriesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.caller = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListQueriesRequest {
+    return { caller: isSet(object.caller) ? globalThis.String(object.caller) : "" };
+  },
+
+  toJSON(message: ListQueriesRequest): unknown {
+    const obj: any = {};
+    if (message.caller !== "") {
+      obj.caller = message.caller;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListQueriesRequest>): ListQueriesRequest {
+    return ListQueriesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListQueriesRequest>): ListQueriesRequest {
+    const message = createBaseListQueriesRequest();
+    message.caller = object.caller ?? "";
+    return message;
+  },
+};
+
+function createBaseListQueriesResponse(): ListQueriesResponse {
+  return { queries: [] };
+}
+
+export const ListQueriesResponse: MessageFns<ListQueriesResponse> = {
+  encode(message: ListQueriesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.queries) {
+      RunningQuery.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListQueriesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListQueriesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.queries.push(RunningQuery.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListQueriesResponse {
+    return {
+      queries: globalThis.Array.isArray(object?.queries)
+        ? object.queries.map((e: any) => RunningQuery.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListQueriesResponse): unknown {
+    const obj: any = {};
+    if (message.queries?.length) {
+      obj.queries = message.queries.map((e) => RunningQuery.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListQueriesResponse>): ListQueriesResponse {
+    return ListQueriesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListQueriesResponse>): ListQueriesResponse {
+    const message = createBaseListQueriesResponse();
+    message.queries = object.queries?.map((e) => RunningQuery.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRunningQuery(): RunningQuery {
+  return {
+    requestId: "",
+    state: "",
+    waitEventType: "",
+    waitEvent: "",
+    startedAt: "",
+    durationMs: 0,
+    fingerprint: "",
+    callerHash: "",
+    transactionStartedAt: "",
+    applicationTag: "",
+  };
+}
+
+export const RunningQuery: MessageFns<RunningQuery> = {
+  encode(message: RunningQuery, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.state !== "") {
+      writer.uint32(18).string(message.state);
+    }
+    if (message.waitEventType !== "") {
+      writer.uint32(26).string(message.waitEventType);
+    }
+    if (message.waitEvent !== "") {
+      writer.uint32(34).string(message.waitEvent);
+    }
+    if (message.startedAt !== "") {
+      writer.uint32(42).string(message.startedAt);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(49).double(message.durationMs);
+    }
+    if (message.fingerprint !== "") {
+      writer.uint32(58).string(message.fingerprint);
+    }
+    if (message.callerHash !== "") {
+      writer.uint32(66).string(message.callerHash);
+    }
+    if (message.transactionStartedAt !== "") {
+      writer.uint32(74).string(message.transactionStartedAt);
+    }
+    if (message.applicationTag !== "") {
+      writer.uint32(82).string(message.applicationTag);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunningQuery {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunningQuery();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.waitEventType = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.waitEvent = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.startedAt = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.durationMs = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.fingerprint = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.callerHash = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.transactionStartedAt = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.applicationTag = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunningQuery {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      waitEventType: isSet(object.waitEventType)
+        ? globalThis.String(object.waitEventType)
+        : isSet(object.wait_event_type)
+        ? globalThis.String(object.wait_event_type)
+        : "",
+      waitEvent: isSet(object.waitEvent)
+        ? globalThis.String(object.waitEvent)
+        : isSet(object.wait_event)
+        ? globalThis.String(object.wait_event)
+        : "",
+      startedAt: isSet(object.startedAt)
+        ? globalThis.String(object.startedAt)
+        : isSet(object.started_at)
+        ? globalThis.String(object.started_at)
+        : "",
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+      fingerprint: isSet(object.fingerprint) ? globalThis.String(object.fingerprint) : "",
+      callerHash: isSet(object.callerHash)
+        ? globalThis.String(object.callerHash)
+        : isSet(object.caller_hash)
+        ? globalThis.String(object.caller_hash)
+        : "",
+      transactionStartedAt: isSet(object.transactionStartedAt)
+        ? globalThis.String(object.transactionStartedAt)
+        : isSet(object.transaction_started_at)
+        ? globalThis.String(object.transaction_started_at)
+        : "",
+      applicationTag: isSet(object.applicationTag)
+        ? globalThis.String(object.applicationTag)
+        : isSet(object.application_tag)
+        ? globalThis.String(object.application_tag)
+        : "",
+    };
+  },
+
+  toJSON(message: RunningQuery): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.waitEventType !== "") {
+      obj.waitEventType = message.waitEventType;
+    }
+    if (message.waitEvent !== "") {
+      obj.waitEvent = message.waitEvent;
+    }
+    if (message.startedAt !== "") {
+      obj.startedAt = message.startedAt;
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = floatToJson(message.durationMs);
+    }
+    if (message.fingerprint !== "") {
+      obj.fingerprint = message.fingerprint;
+    }
+    if (message.callerHash !== "") {
+      obj.callerHash = message.callerHash;
+    }
+    if (message.transactionStartedAt !== "") {
+      obj.transactionStartedAt = message.transactionStartedAt;
+    }
+    if (message.applicationTag !== "") {
+      obj.applicationTag = message.applicationTag;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RunningQuery>): RunningQuery {
+    return RunningQuery.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RunningQuery>): RunningQuery {
+    const message = createBaseRunningQuery();
+    message.requestId = object.requestId ?? "";
+    message.state = object.state ?? "";
+    message.waitEventType = object.waitEventType ?? "";
+    message.waitEvent = object.waitEvent ?? "";
+    message.startedAt = object.startedAt ?? "";
+    message.durationMs = object.durationMs ?? 0;
+    message.fingerprint = object.fingerprint ?? "";
+    message.callerHash = object.callerHash ?? "";
+    message.transactionStartedAt = object.transactionStartedAt ?? "";
+    message.applicationTag = object.applicationTag ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelQueryRequest(): CancelQueryRequest {
+  return { requestId: "" };
+}
+
+export const CancelQueryRequest: MessageFns<CancelQueryRequest> = {
+  encode(message: CancelQueryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelQueryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelQueryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelQueryRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CancelQueryRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CancelQueryRequest>): CancelQueryRequest {
+    return CancelQueryRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelQueryRequest>): CancelQueryRequest {
+    const message = createBaseCancelQueryRequest();
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseCancelQueryResponse(): CancelQueryResponse {
+  return { cancelled: false };
+}
+
+export const CancelQueryResponse: MessageFns<CancelQueryResponse> = {
+  encode(message: CancelQueryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cancelled !== false) {
+      writer.uint32(8).bool(message.cancelled);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelQueryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelQueryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.cancelled = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelQueryResponse {
+    return { cancelled: isSet(object.cancelled) ? globalThis.Boolean(object.cancelled) : false };
+  },
+
+  toJSON(message: CancelQueryResponse): unknown {
+    const obj: any = {};
+    if (message.cancelled !== false) {
+      obj.cancelled = message.cancelled;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CancelQueryResponse>): CancelQueryResponse {
+    return CancelQueryResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CancelQueryResponse>): CancelQueryResponse {
+    const message = createBaseCancelQueryResponse();
+    message.cancelled = object.cancelled ?? false;
+    return message;
+  },
+};
+
+function createBaseTransactionStatusRequest(): TransactionStatusRequest {
+  return { transactionId: "" };
+}
+
+export const TransactionStatusRequest: MessageFns<TransactionStatusRequest> = {
+  encode(message: TransactionStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transactionId !== "") {
+      writer.uint32(10).string(message.transactionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransactionStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransactionStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transactionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransactionStatusRequest {
+    return {
+      transactionId: isSet(object.transactionId)
+        ? globalThis.String(object.transactionId)
+        : isSet(object.transaction_id)
+        ? globalThis.String(object.transaction_id)
+        : "",
+    };
+  },
+
+  toJSON(message: TransactionStatusRequest): unknown {
+    const obj: any = {};
+    if (message.transactionId !== "") {
+      obj.transactionId = message.transactionId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TransactionStatusRequest>): TransactionStatusRequest {
+    return TransactionStatusRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TransactionStatusRequest>): TransactionStatusRequest {
+    const message = createBaseTransactionStatusRequest();
+    message.transactionId = object.transactionId ?? "";
+    return message;
+  },
+};
+
+function createBaseTransactionStatusResponse(): TransactionStatusResponse {
+  return { state: 0 };
+}
+
+export const TransactionStatusResponse: MessageFns<TransactionStatusResponse> = {
+  encode(message: TransactionStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransactionStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransactionStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransactionStatusResponse {
+    return { state: isSet(object.state) ? transactionStateFromJSON(object.state) : 0 };
+  },
+
+  toJSON(message: TransactionStatusResponse): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = transactionStateToJSON(message.state);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TransactionStatusResponse>): TransactionStatusResponse {
+    return TransactionStatusResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TransactionStatusResponse>): TransactionStatusResponse {
+    const message = createBaseTransactionStatusResponse();
+    message.state = object.state ?? 0;
+    return message;
+  },
+};
+
 /** QueryService runs SQL against the PostgreSQL database that querygate fronts. */
 export type QueryServiceService = typeof QueryServiceService;
 export const QueryServiceService = {
@@ -2601,6 +3414,53 @@ export const QueryServiceService = {
     responseSerialize: (value: SessionResponse): Buffer => Buffer.from(SessionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SessionResponse => SessionResponse.decode(value),
   },
+  /**
+   * ListQueries lists the caller's statements running now on any querygate
+   * replica (read from pg_stat_activity, so every replica answers the same):
+   * request id, state, wait event, start, duration and the literal-free
+   * fingerprint, never the SQL text. An admin credential sees every caller's
+   * and may narrow them down to one caller.
+   */
+  listQueries: {
+    path: "/querygate.v1.QueryService/ListQueries" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListQueriesRequest): Buffer => Buffer.from(ListQueriesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListQueriesRequest => ListQueriesRequest.decode(value),
+    responseSerialize: (value: ListQueriesResponse): Buffer => Buffer.from(ListQueriesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListQueriesResponse => ListQueriesResponse.decode(value),
+  },
+  /**
+   * CancelQuery cancels the running statement of a request, whichever replica
+   * runs it. NOT_FOUND when no statement of that request is running,
+   * PERMISSION_DENIED when it is another caller's (unless admin). The
+   * cancelled call itself ends with CANCELLED.
+   */
+  cancelQuery: {
+    path: "/querygate.v1.QueryService/CancelQuery" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelQueryRequest): Buffer => Buffer.from(CancelQueryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelQueryRequest => CancelQueryRequest.decode(value),
+    responseSerialize: (value: CancelQueryResponse): Buffer => Buffer.from(CancelQueryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelQueryResponse => CancelQueryResponse.decode(value),
+  },
+  /**
+   * TransactionStatus answers whether a transaction committed, from
+   * PostgreSQL's commit log (pg_xact_status): what a caller told
+   * "commit_unknown" asks with the QueryError's transaction_id.
+   */
+  transactionStatus: {
+    path: "/querygate.v1.QueryService/TransactionStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TransactionStatusRequest): Buffer =>
+      Buffer.from(TransactionStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TransactionStatusRequest => TransactionStatusRequest.decode(value),
+    responseSerialize: (value: TransactionStatusResponse): Buffer =>
+      Buffer.from(TransactionStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TransactionStatusResponse => TransactionStatusResponse.decode(value),
+  },
 } as const;
 
 export interface QueryServiceServer extends UntypedServiceImplementation {
@@ -2633,6 +3493,27 @@ export interface QueryServiceServer extends UntypedServiceImplementation {
    * UNAVAILABLE with kind "commit_unknown" and the outcome is not known.
    */
   session: handleBidiStreamingCall<SessionRequest, SessionResponse>;
+  /**
+   * ListQueries lists the caller's statements running now on any querygate
+   * replica (read from pg_stat_activity, so every replica answers the same):
+   * request id, state, wait event, start, duration and the literal-free
+   * fingerprint, never the SQL text. An admin credential sees every caller's
+   * and may narrow them down to one caller.
+   */
+  listQueries: handleUnaryCall<ListQueriesRequest, ListQueriesResponse>;
+  /**
+   * CancelQuery cancels the running statement of a request, whichever replica
+   * runs it. NOT_FOUND when no statement of that request is running,
+   * PERMISSION_DENIED when it is another caller's (unless admin). The
+   * cancelled call itself ends with CANCELLED.
+   */
+  cancelQuery: handleUnaryCall<CancelQueryRequest, CancelQueryResponse>;
+  /**
+   * TransactionStatus answers whether a transaction committed, from
+   * PostgreSQL's commit log (pg_xact_status): what a caller told
+   * "commit_unknown" asks with the QueryError's transaction_id.
+   */
+  transactionStatus: handleUnaryCall<TransactionStatusRequest, TransactionStatusResponse>;
 }
 
 export interface QueryServiceClient extends Client {
@@ -2686,6 +3567,69 @@ export interface QueryServiceClient extends Client {
   session(): ClientDuplexStream<SessionRequest, SessionResponse>;
   session(options: Partial<CallOptions>): ClientDuplexStream<SessionRequest, SessionResponse>;
   session(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SessionRequest, SessionResponse>;
+  /**
+   * ListQueries lists the caller's statements running now on any querygate
+   * replica (read from pg_stat_activity, so every replica answers the same):
+   * request id, state, wait event, start, duration and the literal-free
+   * fingerprint, never the SQL text. An admin credential sees every caller's
+   * and may narrow them down to one caller.
+   */
+  listQueries(
+    request: ListQueriesRequest,
+    callback: (error: ServiceError | null, response: ListQueriesResponse) => void,
+  ): ClientUnaryCall;
+  listQueries(
+    request: ListQueriesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListQueriesResponse) => void,
+  ): ClientUnaryCall;
+  listQueries(
+    request: ListQueriesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListQueriesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * CancelQuery cancels the running statement of a request, whichever replica
+   * runs it. NOT_FOUND when no statement of that request is running,
+   * PERMISSION_DENIED when it is another caller's (unless admin). The
+   * cancelled call itself ends with CANCELLED.
+   */
+  cancelQuery(
+    request: CancelQueryRequest,
+    callback: (error: ServiceError | null, response: CancelQueryResponse) => void,
+  ): ClientUnaryCall;
+  cancelQuery(
+    request: CancelQueryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelQueryResponse) => void,
+  ): ClientUnaryCall;
+  cancelQuery(
+    request: CancelQueryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelQueryResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * TransactionStatus answers whether a transaction committed, from
+   * PostgreSQL's commit log (pg_xact_status): what a caller told
+   * "commit_unknown" asks with the QueryError's transaction_id.
+   */
+  transactionStatus(
+    request: TransactionStatusRequest,
+    callback: (error: ServiceError | null, response: TransactionStatusResponse) => void,
+  ): ClientUnaryCall;
+  transactionStatus(
+    request: TransactionStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TransactionStatusResponse) => void,
+  ): ClientUnaryCall;
+  transactionStatus(
+    request: TransactionStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TransactionStatusResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const QueryServiceClient = makeGenericClientConstructor(

@@ -28,9 +28,10 @@ import type { BridgeMetrics } from "../metrics.js";
 import { type BodyBindings, parseBody, readBody } from "../request/body.js";
 import { forwardLsn, LSN_HEADER, lsnOf } from "../request/lsn-header.js";
 import { queryBody, toExecuteRequest } from "../request/query-request.js";
-import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
+import { cancelWhenClientLeaves, forwardIdempotencyKey, passedOnHeaders } from "../upstream/grpc-client.js";
 import { executeBatch, isBatchBody } from "./batch.js";
 import { chooseFormat, type RowMode } from "./negotiate.js";
+import { registryRoutes } from "./registry.js";
 import { streamedResponse } from "./streamed.js";
 
 export interface BridgeDeps {
@@ -108,6 +109,7 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
     if (authorization) metadata.set("authorization", authorization);
     metadata.set("x-request-id", requestId);
     forwardLsn(c.req.header(LSN_HEADER), metadata);
+    forwardIdempotencyKey(metadata, c.req.header("idempotency-key"));
 
     const request = toExecuteRequest(parsed.data);
     const format = chooseFormat(c.req.header("accept"), parsed.data.rowMode);
@@ -122,6 +124,8 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
         return bufferedJson(c, deps, request, metadata, format.rows);
     }
   });
+
+  registryRoutes(app, deps.upstream);
 
   app.notFound((c) =>
     sendError(c, requestError(404, "not_found", `no route for ${c.req.method} ${c.req.path}`)),
@@ -139,7 +143,7 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
  * pg_stat_activity; and gRPC metadata refuses non-ASCII values outright.
  */
 function requestIdOf(given: string | undefined): string {
-  return given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID();
+  return given && /^[A-Za-z0-9._:-]{1,44}$/.test(given) ? given : randomUUID();
 }
 
 /**
@@ -168,7 +172,7 @@ function footerFields(footer: ResultFooter): string {
 function startCall(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
   const call = deps.upstream.execute(request, metadata);
   cancelWhenClientLeaves(c.req.raw.signal, call);
-  return call;
+  return { call, headers: passedOnHeaders(call) };
 }
 
 function encodeRow(encoder: RowEncoder, rowMode: RowMode, row: Row): string {
@@ -185,7 +189,7 @@ async function bufferedJson(
   metadata: Metadata,
   rowMode: RowMode,
 ) {
-  const call = startCall(c, deps, request, metadata);
+  const { call, headers } = startCall(c, deps, request, metadata);
   // The trailer (a write's commit position) arrives with the status, after the last message.
   const trailer = new Promise<Metadata | undefined>((resolve) =>
     call.once("status", (s: { metadata?: Metadata }) => resolve(s.metadata)),
@@ -230,7 +234,11 @@ async function bufferedJson(
   const result = columns.length > 0 ? `[${rows.join(",")}]` : `"OK"`;
   const body = `{"result":${result},"columns":${columnsJson(columns)},${footerFields(footer)}}`;
   const lsn = lsnOf(await trailer);
-  return c.body(body, 200, { "content-type": "application/json", ...(lsn ? { [LSN_HEADER]: lsn } : {}) });
+  return c.body(body, 200, {
+    ...headers,
+    "content-type": "application/json",
+    ...(lsn ? { [LSN_HEADER]: lsn } : {}),
+  });
 }
 
 /**
@@ -238,10 +246,10 @@ async function bufferedJson(
  * statement never produced a result) is a normal HTTP error response.
  */
 async function openStream(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
-  const call = startCall(c, deps, request, metadata);
+  const { call, headers } = startCall(c, deps, request, metadata);
   const messages = (call as AsyncIterable<ExecuteResponse>)[Symbol.asyncIterator]();
   try {
-    return { call, messages, first: await messages.next() };
+    return { call, messages, headers, first: await messages.next() };
   } catch (error) {
     return sendError(c, fromGrpcError(error as ServiceError));
   }
@@ -262,8 +270,9 @@ async function streamNdjson(
 ) {
   const opened = await openStream(c, deps, request, metadata);
   if (opened instanceof Response) return opened;
-  const { messages, first } = opened;
+  const { messages, first, headers } = opened;
   c.header("content-type", NDJSON);
+  for (const [name, value] of Object.entries(headers)) c.header(name, value);
   // A client that leaves mid-stream aborts the request's signal, which
   // startCall listens to; no second listener here (hono's onAbort cannot be
   // taken back, and would hold the call for as long as the stream object lives).

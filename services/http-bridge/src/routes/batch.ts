@@ -18,7 +18,7 @@ import { rowEncoder } from "../encoders/json.js";
 import { fromGrpcError, type HttpError, requestError, sendError } from "../errors.js";
 import { forwardLsn, LSN_HEADER, lsnOf } from "../request/lsn-header.js";
 import { queryBody, toValue } from "../request/query-request.js";
-import { cancelWhenClientLeaves } from "../upstream/grpc-client.js";
+import { cancelWhenClientLeaves, forwardIdempotencyKey, passedOnHeaders } from "../upstream/grpc-client.js";
 
 const ISOLATION = {
   "read committed": IsolationLevel.ISOLATION_LEVEL_READ_COMMITTED,
@@ -87,7 +87,9 @@ export async function executeBatch(
   if (authorization) metadata.set("authorization", authorization);
   metadata.set("x-request-id", requestId);
   forwardLsn(c.req.header(LSN_HEADER), metadata);
+  forwardIdempotencyKey(metadata, c.req.header("idempotency-key"));
 
+  let headers: Record<string, string> = {};
   let response: ExecuteBatchResponse;
   let trailer: Promise<Metadata | undefined> = Promise.resolve(undefined);
   try {
@@ -99,13 +101,18 @@ export async function executeBatch(
       trailer = new Promise((got) => call.once("status", (s: { metadata?: Metadata }) => got(s.metadata)));
       // A client that goes away cancels the batch, which rolls it back unless COMMIT already ran.
       cancelWhenClientLeaves(c.req.raw.signal, call);
+      headers = passedOnHeaders(call);
     });
   } catch (error) {
     return sendError(c, batchError(fromGrpcError(error as ServiceError)));
   }
   const body = `{"results":[${response.results.map(resultJson).join(",")}]}`;
   const lsn = lsnOf(await trailer);
-  return c.body(body, 200, { "content-type": "application/json", ...(lsn ? { [LSN_HEADER]: lsn } : {}) });
+  return c.body(body, 200, {
+    ...headers,
+    "content-type": "application/json",
+    ...(lsn ? { [LSN_HEADER]: lsn } : {}),
+  });
 }
 
 /** One statement's result, in the single-statement answer's shape. */

@@ -2,7 +2,7 @@
 // Kubernetes headless Service, round_robin keeps a connection to every pod and
 // spreads calls over them (a plain target would pin one HTTP/2 connection to
 // one pod). Retries cover only calls refused before any statement ran.
-import { type ClientReadableStream, type ClientUnaryCall, credentials } from "@grpc/grpc-js";
+import { type ClientReadableStream, type ClientUnaryCall, credentials, type Metadata } from "@grpc/grpc-js";
 import { QueryServiceClient } from "../../../../proto/gen/querygate/v1/query.js";
 
 /**
@@ -68,4 +68,32 @@ export function cancelWhenClientLeaves(
   const cancel = () => call.cancel();
   signal.addEventListener("abort", cancel, { once: true });
   call.once("status", () => signal.removeEventListener("abort", cancel));
+}
+
+/** Metadata of query-grpc's replies that HTTP callers get as response headers. */
+const PASSED_ON = {
+  "idempotent-replayed": "Idempotent-Replayed",
+  "idempotent-rows-omitted": "Idempotent-Rows-Omitted",
+};
+
+/**
+ * Collects the headers to pass on from `call`'s response metadata: a replay
+ * of an idempotent request says so before any result arrives.
+ */
+export function passedOnHeaders(
+  call: ClientUnaryCall | ClientReadableStream<unknown>,
+): Record<string, string> {
+  const headers: Record<string, string> = {};
+  call.once("metadata", (metadata: Metadata) => {
+    for (const [key, header] of Object.entries(PASSED_ON)) {
+      const value = metadata.get(key)[0];
+      if (typeof value === "string") headers[header] = value;
+    }
+  });
+  return headers;
+}
+
+/** Idempotency-Key travels as `idempotency-key` metadata; query-grpc checks and keeps it. */
+export function forwardIdempotencyKey(metadata: Metadata, key: string | undefined): void {
+  if (key) metadata.set("idempotency-key", key);
 }

@@ -21,6 +21,8 @@ export interface Caller {
   statements: ReadonlySet<StatementKind>;
   /** The JWT's claims as JSON, for set_config('request.jwt.claims', ...). */
   claims: string | undefined;
+  /** Sees and may cancel every caller's statements, not only its own. */
+  admin: boolean;
 }
 
 /** Every kind except the ones that reach outside the database. */
@@ -45,6 +47,8 @@ export class Authenticator {
         maxStatementMs: undefined,
         statements: ANONYMOUS_KINDS,
         claims: undefined,
+        // Every anonymous call is the same caller, so each already sees all of them.
+        admin: false,
       };
     }
     const token = bearerToken(authorization);
@@ -68,6 +72,7 @@ export class Authenticator {
       maxStatementMs: found.maxStatementMs,
       statements: found.statements,
       claims: undefined,
+      admin: found.admin,
     };
   }
 
@@ -101,6 +106,7 @@ export class Authenticator {
       maxStatementMs: undefined,
       statements: settings.statements.size > 0 ? settings.statements : new Set(DEFAULT_STATEMENT_KINDS),
       claims: JSON.stringify(payload),
+      admin: claim(payload, settings.adminClaim) === true,
     };
   }
 }

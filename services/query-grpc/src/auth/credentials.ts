@@ -18,6 +18,8 @@ export interface ApiKey {
   /** Caps the statement timeout for this key; undefined = the server's maximum. */
   maxStatementMs: number | undefined;
   statements: ReadonlySet<StatementKind>;
+  /** Sees and may cancel every caller's statements (ListQueries, CancelQuery). */
+  admin: boolean;
 }
 
 export interface JwtSettings {
@@ -25,6 +27,8 @@ export interface JwtSettings {
   algorithms: string[];
   roleClaim: string;
   readOnlyClaim: string;
+  /** Boolean claim that makes the caller an admin of the registry when true. */
+  adminClaim: string;
   audience: string | undefined;
   issuer: string | undefined;
   clockToleranceSec: number;
@@ -43,6 +47,7 @@ export interface CredentialSources {
   JWT_JWKS_FILE?: string | undefined;
   JWT_ROLE_CLAIM: string;
   JWT_READ_ONLY_CLAIM: string;
+  JWT_ADMIN_CLAIM: string;
   JWT_AUDIENCE?: string | undefined;
   JWT_ISSUER?: string | undefined;
   JWT_CLOCK_TOLERANCE_S: number;
@@ -58,6 +63,7 @@ const apiKeyEntry = z.object({
   readOnly: z.boolean().default(false),
   maxStatementMs: z.number().int().positive().optional(),
   statements: z.array(statementKind).min(1).optional(),
+  admin: z.boolean().default(false),
 });
 
 export async function loadCredentials(sources: CredentialSources): Promise<Credentials> {
@@ -87,6 +93,7 @@ function loadApiKeys(path: string): ApiKey[] {
       readOnly: entry.readOnly,
       maxStatementMs: entry.maxStatementMs,
       statements: new Set(entry.statements ?? DEFAULT_STATEMENT_KINDS),
+      admin: entry.admin,
     };
   });
 }
@@ -103,6 +110,7 @@ async function loadJwt(sources: CredentialSources): Promise<JwtSettings | undefi
   const common = {
     roleClaim: sources.JWT_ROLE_CLAIM,
     readOnlyClaim: sources.JWT_READ_ONLY_CLAIM,
+    adminClaim: sources.JWT_ADMIN_CLAIM,
     audience: sources.JWT_AUDIENCE,
     issuer: sources.JWT_ISSUER,
     clockToleranceSec: sources.JWT_CLOCK_TOLERANCE_S,

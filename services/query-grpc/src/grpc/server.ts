@@ -17,6 +17,8 @@ import { QueryMetrics } from "../metrics.js";
 import { Admission } from "../postgres/admission.js";
 import { ControlConnection } from "../postgres/control.js";
 import { Engine } from "../postgres/engine.js";
+import { openLedger } from "../postgres/ledger.js";
+import { Registry } from "../postgres/registry.js";
 import { ReplicaHealth } from "../postgres/replicas.js";
 import { markSessionClean } from "../postgres/session-reset.js";
 import { TypeNames } from "../postgres/type-names.js";
@@ -120,6 +122,19 @@ export async function startQueryGrpc(
   const healthTimer = setInterval(checkDatabase, config.HEALTH_INTERVAL_MS);
   healthTimer.unref();
 
+  const { ledger, note } = await openLedger(control, {
+    ttlSeconds: config.IDEMPOTENCY_TTL_S,
+    waitMs: config.IDEMPOTENCY_WAIT_MS,
+  }).catch((error: Error) => ({ ledger: undefined, note: `idempotency keys disabled: ${error.message}` }));
+  if (ledger) logger.info(note);
+  else logger.warn(note);
+  const cleanupTimer = setInterval(() => {
+    ledger
+      ?.cleanup(10_000)
+      .catch((error: Error) => logger.warn({ err: error.message }, "idempotency cleanup failed"));
+  }, config.IDEMPOTENCY_CLEANUP_INTERVAL_MS);
+  cleanupTimer.unref();
+
   let accepting = true;
   const inFlight = new Map<Promise<unknown>, (reason: QueryFailure) => void>();
 
@@ -139,8 +154,10 @@ export async function startQueryGrpc(
       parser,
       routing,
       firstBatchRows: Math.min(100, config.BATCH_ROWS),
+      registry: new Registry(control),
       metrics,
       transactionRpcs,
+      idempotency: { ledger, maxRecordBytes: config.IDEMPOTENCY_MAX_RECORD_BYTES },
       logger,
       limits: {
         defaultTimeoutMs: config.STATEMENT_TIMEOUT_MS,
@@ -182,6 +199,7 @@ export async function startQueryGrpc(
       accepting = false;
       health.beginShutdown();
       clearInterval(healthTimer);
+      clearInterval(cleanupTimer);
       const all = () => Promise.allSettled([...inFlight.keys()]);
       const graceOver = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
       await Promise.race([all(), graceOver]);

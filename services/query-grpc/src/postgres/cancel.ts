@@ -10,6 +10,7 @@
 // the connection; every abort path (Execute, ExecuteBatch, Session) uses it.
 import { connect } from "node:net";
 import type pg from "pg";
+import { isServerError } from "../errors.js";
 
 const CANCEL_REQUEST_CODE = 80877102;
 
@@ -69,4 +70,14 @@ export function stopStatement(client: pg.PoolClient, busy: () => boolean, settle
   };
   tick();
   return () => clearTimeout(timer);
+}
+
+/**
+ * True for PostgreSQL's query_canceled (57014): a cancel from outside
+ * (CancelQuery on any replica, pg_cancel_backend) or statement_timeout. A
+ * canceller may send again, and a late cancel would hit whatever runs next on
+ * the backend, so the engines discard such a connection, as after their own cancel.
+ */
+export function cancelledInDatabase(error: unknown): boolean {
+  return isServerError(error) && (error as { code: string }).code === "57014";
 }

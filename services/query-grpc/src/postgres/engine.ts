@@ -14,10 +14,16 @@ import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/
 import { isServerError, QueryFailure } from "../errors.js";
 import { affectedRows, byteBounded, commandOf, toRow } from "../results/rows.js";
 import type { Admission } from "./admission.js";
-import { stopStatement } from "./cancel.js";
+import { cancelledInDatabase, stopStatement } from "./cancel.js";
 import { type Ending, Exchange, type ParamValue, type Step, type StepResult } from "./exchange.js";
 import { DISCARD_ALL, markSessionClean, takeSessionClean } from "./session-reset.js";
-import { roleGuard, type TransactionSettings, transactionFailure, transactionSetup } from "./transaction.js";
+import {
+  roleGuard,
+  type StatementOutcome,
+  type TransactionSettings,
+  transactionFailure,
+  transactionSetup,
+} from "./transaction.js";
 import type { TypeNames } from "./type-names.js";
 
 export interface Statement {
@@ -242,7 +248,7 @@ export class Transaction {
    * answer missing is "commit_unknown". A read-only transaction ends with
    * ROLLBACK: nothing it did persists, even what PostgreSQL allows in READ ONLY.
    */
-  async commit(): Promise<Array<string | null>> {
+  async commit(outcome?: StatementOutcome): Promise<Array<string | null>> {
     if (this.state === "new") {
       // Nothing ran, so there is nothing to commit.
       this.state = "committed";
@@ -255,6 +261,8 @@ export class Transaction {
     const afterCommit = this.settings.readOnly ? [] : (this.settings.afterCommit ?? []);
     const steps: Step[] = [];
     if (this.settings.role !== undefined) steps.push({ sql: roleGuard(this.settings.role), role: "guard" });
+    // An idempotency key's outcome, recorded in the very transaction it is about (ledger.ts).
+    for (const sql of this.settings.ledger?.record(outcome) ?? []) steps.push({ sql, role: "ledger" });
     steps.push({ sql: ending, role: "commit" });
     if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
     const firstAfter = steps.length;
@@ -386,6 +394,8 @@ export class Transaction {
       return await Promise.race([answer, abandoned]);
     } catch (error) {
       if (signal.aborted) throw signal.reason;
+      // Cancelled from outside (CancelQuery from any replica): like a client cancel, the connection goes.
+      if (cancelledInDatabase(error)) this.broken = true;
       if (!isServerError(error)) {
         this.broken = true;
         const message = error instanceof Error ? error.message : String(error);

@@ -31,6 +31,25 @@ export interface TransactionSettings {
    * first row comes back to the caller of the engine. Read-your-writes tokens.
    */
   afterCommit?: readonly string[] | undefined;
+  /** A request with an idempotency key: the ledger's statements (ledger.ts). */
+  ledger?: LedgerHook | undefined;
+}
+
+/**
+ * The one hook through which the engines write the idempotency ledger; what
+ * the statements are is ledger.ts's business.
+ */
+export interface LedgerHook {
+  /** Run right after BEGIN, before the transaction takes the caller's role. */
+  claim: string[];
+  /** Run after the role guard, just before COMMIT; Execute passes its statement's outcome. */
+  record(outcome?: StatementOutcome): string[];
+}
+
+export interface StatementOutcome {
+  commandTag: string;
+  rowCount: number;
+  truncated: boolean;
 }
 
 /**
@@ -53,6 +72,7 @@ export function transactionSetup(settings: TransactionSettings, resetSession: bo
   return [
     ...(resetSession ? ["DISCARD ALL"] : []),
     begin.join(" "),
+    ...(settings.ledger?.claim ?? []),
     // Every value is escaped here, never caller text spliced in raw.
     `SELECT ${values.map(([name, value]) => `pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, true)`).join(", ")}`,
     ...(settings.replayedAtLeast === undefined ? [] : [replicaGuard(settings.replayedAtLeast)]),
@@ -99,7 +119,8 @@ export function transactionFailure(
   failedIn: StepRole | undefined,
   settings: Pick<TransactionSettings, "role" | "readOnly">,
 ): QueryFailure {
-  const ending = failedIn === "guard" || failedIn === "commit";
+  // The ledger's record and COMMIT go out with the guard, in one write.
+  const ending = failedIn === "guard" || failedIn === "ledger" || failedIn === "commit";
   if (ending && !provesNoCommit(error) && !settings.readOnly) {
     const message = error instanceof Error ? error.message : String(error);
     return new QueryFailure(

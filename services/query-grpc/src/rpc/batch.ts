@@ -4,23 +4,26 @@
 // The first failure rolls everything back and names its statement.
 import { performance } from "node:perf_hooks";
 import type { handleUnaryCall, Metadata, ServerUnaryCall } from "@grpc/grpc-js";
-import type {
+import {
   ExecuteBatchRequest,
   ExecuteBatchResponse,
-  ResultFooter,
-  Row,
-  StatementResult,
+  type ResultFooter,
+  type Row,
+  type StatementResult,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
 import type { StatementSink, Transaction } from "../postgres/engine.js";
+import type { LedgerEntry } from "../postgres/ledger.js";
 import type { Classification } from "../sql/classify.js";
 import {
   atStatement,
   cancellation,
+  cancelledFromOutside,
   classifyStatement,
   firstValue,
   maxRowsOf,
+  requestIdMetadata,
   requestIdOf,
   statementTimeoutMs,
   toParam,
@@ -28,6 +31,7 @@ import {
 } from "./call.js";
 import { lsnTrailer, tokenOf } from "./consistency.js";
 import type { TransactionRpcDeps } from "./deps.js";
+import { keyedCall, markReplayed, recordedBatch } from "./idempotency.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
 export function executeBatchHandler(
@@ -35,9 +39,18 @@ export function executeBatchHandler(
 ): handleUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse> {
   return (call, callback) => {
     const controller = new AbortController();
-    const done = runBatch(call, deps, controller).then(
-      ({ response, trailer }) => callback(null, response, trailer),
-      (failure: QueryFailure) => callback(toGrpcStatus(failure)),
+    const requestId = requestIdOf(call.metadata);
+    const done = runBatch(call, deps, controller, requestId).then(
+      ({ response, trailer, replayed }) => {
+        const metadata = requestIdMetadata(requestId);
+        call.sendMetadata(replayed ? markReplayed(metadata, replayed) : metadata);
+        callback(null, response, trailer);
+      },
+      (failure: QueryFailure) => {
+        const grpcStatus = toGrpcStatus(failure);
+        grpcStatus.metadata.set("x-request-id", requestId);
+        callback(grpcStatus);
+      },
     );
     deps.track(done, (reason) => controller.abort(reason));
   };
@@ -47,11 +60,11 @@ async function runBatch(
   call: ServerUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse>,
   deps: TransactionRpcDeps,
   controller: AbortController,
-): Promise<{ response: ExecuteBatchResponse; trailer: Metadata }> {
+  requestId: string,
+): Promise<{ response: ExecuteBatchResponse; trailer?: Metadata; replayed?: LedgerEntry }> {
   const started = performance.now();
   const { signal } = controller;
   const { batch } = deps.transactionRpcs;
-  const requestId = requestIdOf(call.metadata);
   const onCancelled = () => controller.abort(cancellation(call.getDeadline()));
   call.on("cancelled", onCancelled);
   // A stream reset before this handler ran emitted "cancelled" to nobody.
@@ -86,7 +99,18 @@ async function runBatch(
     }
     const deadline = call.getDeadline();
     const settings = transactionSettings(options, caller, requestId, deps.limits, deadline);
+    const keyed = keyedCall(
+      deps.idempotency,
+      call.metadata,
+      caller,
+      settings.readOnly,
+      "ExecuteBatch",
+      ExecuteBatchRequest.encode(call.request).finish(),
+      () => recordedBatch({ results: gathered.results, serverTimeMs: 0 }, deps.idempotency.maxRecordBytes),
+    );
+    settings.ledger = keyed?.hook;
     const runner = caller;
+    let replayed: LedgerEntry | undefined;
     // The answer is one message, so nothing reaches the caller before the end: a failed read may run again.
     const position = await deps.routing.run(
       settings,
@@ -103,11 +127,19 @@ async function runBatch(
             maxRows: maxRowsOf(statement, options),
             timeoutMs: statementTimeoutMs(statement.timeoutMs, options, runner, deps.limits, deadline),
           };
+          const statementStarted = performance.now();
           try {
             const sink = gathered.next();
             await sink.footer(await transaction.run(request, sink, signal, batch.batchRows));
           } catch (error) {
-            throw atStatement(index, error);
+            // The key is claimed along with the first statement: a used key fails it before it runs.
+            const entry = index === 0 ? await keyed?.replayFor(error) : undefined;
+            if (entry) {
+              replayed = entry;
+              return undefined;
+            }
+            const ranMs = performance.now() - statementStarted;
+            throw atStatement(index, cancelledFromOutside(asFailure(error), ranMs, request.timeoutMs));
           }
         }
         if (signal.aborted) throw signal.reason;
@@ -116,6 +148,11 @@ async function runBatch(
         return lsn ?? undefined;
       },
     );
+    if (replayed) {
+      outcome = "replayed";
+      const response = ExecuteBatchResponse.decode(replayed.outcome as Buffer);
+      return { response: { ...response, serverTimeMs: performance.now() - started }, replayed };
+    }
     return {
       response: { results: gathered.results, serverTimeMs: performance.now() - started },
       trailer: lsnTrailer(position),

@@ -2,7 +2,7 @@
 // id, the caller's transaction settings, each statement's timeout, row limit
 // and parameters.
 import { randomUUID } from "node:crypto";
-import type { Metadata } from "@grpc/grpc-js";
+import { Metadata } from "@grpc/grpc-js";
 import {
   IsolationLevel,
   type Statement,
@@ -11,6 +11,7 @@ import {
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure } from "../errors.js";
+import { applicationName, MAX_REQUEST_ID_LENGTH } from "../postgres/application-name.js";
 import type { ParamValue } from "../postgres/exchange.js";
 import type { IsolationLevel as SqlIsolation, TransactionSettings } from "../postgres/transaction.js";
 import type { Classification } from "../sql/classify.js";
@@ -18,10 +19,22 @@ import type { SqlParser } from "../sql/parser.js";
 import type { StatementKind } from "../statement-kinds.js";
 import type { QueryServiceLimits } from "./deps.js";
 
-/** The caller's x-request-id when it is a sane token, else a new one. */
+/**
+ * The caller's x-request-id when it is a sane token short enough to travel
+ * whole in application_name (where the registry finds it), else a new one.
+ */
 export function requestIdOf(metadata: Metadata): string {
   const given = firstValue(metadata, "x-request-id");
-  return given && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID();
+  return given && given.length <= MAX_REQUEST_ID_LENGTH && /^[A-Za-z0-9._:-]+$/.test(given)
+    ? given
+    : randomUUID();
+}
+
+/** Response metadata carrying the request id, so the caller can list or cancel it. */
+export function requestIdMetadata(requestId: string): Metadata {
+  const metadata = new Metadata();
+  metadata.set("x-request-id", requestId);
+  return metadata;
 }
 
 export function firstValue(metadata: Metadata, key: string): string | undefined {
@@ -61,16 +74,11 @@ export function transactionSettings(
     readOnly: caller.readOnly || (options?.readOnly ?? false),
     isolation,
     deferrable: options?.deferrable ?? false,
-    applicationName: applicationName(options?.applicationTag, requestId),
+    // Lets the registry (and anyone reading pg_stat_activity) trace a statement to its request and caller.
+    applicationName: applicationName(caller.name, requestId, options?.applicationTag ?? ""),
     role: caller.role,
     claims: caller.claims,
   };
-}
-
-/** Lets a slow statement in pg_stat_activity be traced back to its request. */
-export function applicationName(applicationTag: string | undefined, requestId: string): string {
-  const tag = (applicationTag ?? "").replace(/[^\x20-\x7e]/g, "").slice(0, 16);
-  return `querygate${tag ? `:${tag}` : ""} ${requestId}`.slice(0, 63);
 }
 
 /**
@@ -162,9 +170,27 @@ function floatText(n: number): string {
   return String(n);
 }
 
+/**
+ * PostgreSQL reports statement_timeout and a cancel from outside (CancelQuery
+ * from any replica, an operator's pg_cancel_backend) alike: SQLSTATE 57014,
+ * told apart only by a message that lc_messages may translate. Time tells
+ * them apart instead: statement_timeout starts no earlier than the call, so
+ * a 57014 before `timeoutMs` of the call have passed is not the timeout.
+ */
+export function cancelledFromOutside(failure: QueryFailure, ranMs: number, timeoutMs: number): QueryFailure {
+  if (failure.kind !== "sql" || failure.pg?.sqlstate !== "57014" || ranMs >= timeoutMs) return failure;
+  return new QueryFailure(
+    "cancelled",
+    "the statement was cancelled from outside (CancelQuery, or pg_cancel_backend); its transaction was rolled back",
+    failure.pg,
+    failure.statementIndex,
+    failure.transactionId,
+  );
+}
+
 /** The failure, tagged with the statement it is about. */
 export function atStatement(index: number, error: unknown): QueryFailure {
   const failure = asFailure(error);
   if (failure.statementIndex !== undefined) return failure;
-  return new QueryFailure(failure.kind, failure.message, failure.pg, index);
+  return new QueryFailure(failure.kind, failure.message, failure.pg, index, failure.transactionId);
 }

@@ -5,8 +5,10 @@ import type { Authenticator } from "../auth/authenticate.js";
 import type { QueryGrpcConfig } from "../config.js";
 import type { QueryFailure } from "../errors.js";
 import type { QueryMetrics } from "../metrics.js";
+import type { Registry } from "../postgres/registry.js";
 import type { SqlParser } from "../sql/parser.js";
 import type { Routing } from "./consistency.js";
+import type { Idempotency } from "./idempotency.js";
 import { SessionSlots } from "./session-slots.js";
 
 export interface TransactionRpcs {
@@ -41,6 +43,7 @@ export interface TransactionRpcDeps {
   metrics: QueryMetrics;
   /** Which pool (primary or read replica) each request runs on, with its retry. */
   routing: Routing;
+  idempotency: Idempotency;
 }
 
 export function createTransactionRpcs(config: Readonly<QueryGrpcConfig>): TransactionRpcs {
@@ -72,6 +75,10 @@ export interface QueryServiceDeps {
   routing: Routing;
   /** Execute's first rows come in a small batch, so they arrive quickly whatever the result's size. */
   firstBatchRows: number;
+  /** Idempotency keys of Execute and ExecuteBatch (idempotency.ts). */
+  idempotency: Idempotency;
+  /** ListQueries, CancelQuery, TransactionStatus (registry.ts). */
+  registry: Registry;
   metrics: QueryMetrics;
   /** ExecuteBatch and Session (batch.ts, session.ts). */
   transactionRpcs: TransactionRpcs;

@@ -2,6 +2,7 @@ import { Metadata, status } from "@grpc/grpc-js";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { adminClient, execute, executeError, grpcClient, startGrpc } from "../../../../test/helpers.js";
+import { callerHash } from "../postgres/application-name.js";
 
 const t = suite("Execute over gRPC");
 let client: ReturnType<typeof grpcClient>;
@@ -255,7 +256,8 @@ t("the application tag and the request id show up as PostgreSQL's application_na
     { sql: "select current_setting('application_name')", options: { applicationTag: "nightly-report" } },
     metadata,
   );
-  assert.equal(result.rows, [["querygate:nightly-report req-42"]]);
+  // The caller (a hash of its name) travels too, so the registry can tell whose statement it is.
+  assert.equal(result.rows, [[`querygate:nightly-report ${callerHash("anonymous")}/req-42`]]);
 });
 
 t.run();

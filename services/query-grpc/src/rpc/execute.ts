@@ -1,25 +1,30 @@
-import { Metadata, type ServerWritableStream, status } from "@grpc/grpc-js";
-import type {
+import { type ServerWritableStream, status } from "@grpc/grpc-js";
+import {
   ExecuteRequest,
-  ExecuteResponse,
-  ResultFooter,
+  type ExecuteResponse,
+  type ResultFooter,
+  StatementResult,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
 import type { CancelReason, QueryMetrics } from "../metrics.js";
+import { applicationName } from "../postgres/application-name.js";
 import type { Statement, StatementSink } from "../postgres/engine.js";
+import type { LedgerEntry } from "../postgres/ledger.js";
 import type { TransactionSettings } from "../postgres/transaction.js";
 import type { Classification } from "../sql/classify.js";
 import {
-  applicationName,
+  cancelledFromOutside,
   classifyStatement,
   firstValue,
+  requestIdMetadata,
   requestIdOf,
   statementTimeoutMs,
   toParam,
 } from "./call.js";
 import { lsnTrailer, tokenOf } from "./consistency.js";
 import type { QueryServiceDeps, QueryServiceLimits } from "./deps.js";
+import { keyedCall, markReplayed, ResultRecorder } from "./idempotency.js";
 import { refuseBadEncoding } from "./request-encoding.js";
 
 export async function handleExecute(
@@ -53,6 +58,7 @@ export async function handleExecute(
   let rows = 0;
   let caller: Caller | undefined;
   let classification: Classification | undefined;
+  let timeoutMs = Number.POSITIVE_INFINITY;
   try {
     if (!deps.accepting())
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
@@ -66,35 +72,68 @@ export async function handleExecute(
       deps.limits,
       call.getDeadline(),
     );
+    timeoutMs = statement.timeoutMs;
     timer = setTimeout(() => {
       const failure = new QueryFailure("timeout", `statement exceeded its ${statement.timeoutMs} ms timeout`);
       abort(controller, failure, "timeout", deps.metrics);
     }, statement.timeoutMs);
     const token = tokenOf(call.metadata);
-    const writer = streamWriter(call, signal, settings.readOnly, (n) => {
-      rows += n;
-    });
-    await deps.routing.run(settings, token, writer.delivered, async (engines, chosen) => {
-      writer.attempt();
-      const transaction = await engines.engine.open(chosen, signal, "single");
-      try {
-        writer.accepted();
-        const footer = await transaction.run(statement, writer, signal, deps.firstBatchRows);
-        if (signal.aborted) throw signal.reason;
-        writer.committed(await transaction.commit());
-        // The footer says the statement succeeded: only once it committed.
-        await writer.footer(footer);
-      } finally {
-        await transaction.close();
-      }
-    });
+    const recorder = new ResultRecorder(deps.idempotency.maxRecordBytes);
+    const keyed = keyedCall(
+      deps.idempotency,
+      call.metadata,
+      caller,
+      settings.readOnly,
+      "Execute",
+      ExecuteRequest.encode(call.request).finish(),
+      (result) => recorder.recorded(result),
+    );
+    settings.ledger = keyed?.hook;
+    const writer = streamWriter(
+      call,
+      signal,
+      requestId,
+      settings.readOnly,
+      keyed ? recorder : undefined,
+      (n) => {
+        rows += n;
+      },
+    );
+    try {
+      await deps.routing.run(settings, token, writer.delivered, async (engines, chosen) => {
+        writer.attempt();
+        const transaction = await engines.engine.open(chosen, signal, "single");
+        try {
+          writer.accepted();
+          const footer = await transaction.run(statement, writer, signal, deps.firstBatchRows);
+          if (signal.aborted) throw signal.reason;
+          const outcome = {
+            commandTag: footer.commandTag,
+            rowCount: Number(footer.rowCount),
+            truncated: footer.truncated,
+          };
+          writer.committed(await transaction.commit(outcome));
+          // The footer says the statement succeeded: only once it committed.
+          await writer.footer(footer);
+        } finally {
+          await transaction.close();
+        }
+      });
+    } catch (error) {
+      const entry = await keyed?.replayFor(error);
+      if (!entry) throw error;
+      outcome = "replayed";
+      replay(call, entry, requestId);
+    }
     call.end(lsnTrailer(writer.commitPosition()));
   } catch (error) {
-    const failure = asFailure(error);
+    const failure = cancelledFromOutside(asFailure(error), performance.now() - started, timeoutMs);
     if (failure.kind === "internal") deps.logger.error({ err: error }, "execute failed unexpectedly");
     const grpcStatus = toGrpcStatus(failure);
     code = grpcStatus.code;
     const { details, metadata } = grpcStatus;
+    // Also in the trailers: a call refused before any SQL ran sends no headers.
+    metadata.set("x-request-id", requestId);
     outcome = failure.pg?.sqlstate ? `${failure.kind}:${failure.pg.sqlstate}` : failure.kind;
     call.emit("error", { code, details, metadata });
   } finally {
@@ -150,7 +189,7 @@ function executeRequest(
     settings: {
       timeoutMs,
       readOnly: caller.readOnly || (options?.readOnly ?? false),
-      applicationName: applicationName(options?.applicationTag, requestId),
+      applicationName: applicationName(caller.name, requestId, options?.applicationTag ?? ""),
       role: caller.role,
       claims: caller.claims,
     },
@@ -181,12 +220,21 @@ interface ResultWriter extends StatementSink {
 function streamWriter(
   call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
   signal: AbortSignal,
+  requestId: string,
   readOnly: boolean,
+  /** Set for a call with an idempotency key: it keeps the result for the ledger. */
+  recorder: ResultRecorder | undefined,
   countRows: (n: number) => void,
 ): ResultWriter {
   let delivered = false;
   let headersSent = false;
   let position: string | undefined;
+  // A retried read is accepted twice; the headers go out once, with the request id.
+  const sendHeaders = () => {
+    if (headersSent) return;
+    headersSent = true;
+    call.sendMetadata(requestIdMetadata(requestId));
+  };
   // Backpressure by what has actually gone out: a write resolves once the
   // message before the previous one was handed to HTTP/2, so at most two
   // batches wait there. (write()'s own signal comes only after grpc-js has
@@ -197,6 +245,7 @@ function streamWriter(
   const write = (message: ExecuteResponse): Promise<void> => {
     // A call that ended (cancel, deadline, shutdown) takes no more messages.
     if (signal.aborted) return Promise.reject(signal.reason);
+    sendHeaders();
     const waitFor = sentOlder;
     sentOlder = sentLast;
     // grpc-js never calls back for a cancelled call: the abort below covers that.
@@ -221,14 +270,14 @@ function streamWriter(
   const release = () => {
     const messages = held ?? [];
     held = undefined;
+    if (messages.length > 0) sendHeaders();
     for (const message of messages) call.write(message);
   };
   return {
+    // With an idempotency key they wait for the result, i.e. for the claim to
+    // succeed, since a replay's headers say so; a retry is safe then anyway.
     accepted: () => {
-      // A retried read is accepted twice; the headers go out once.
-      if (readOnly || headersSent) return;
-      headersSent = true;
-      call.sendMetadata(new Metadata());
+      if (!readOnly && !recorder) sendHeaders();
     },
     attempt: () => {
       if (held) held = [];
@@ -240,10 +289,12 @@ function streamWriter(
     commitPosition: () => position,
     header: (columns) => {
       if (signal.aborted) return Promise.reject(signal.reason);
+      recorder?.header(columns);
       held?.push({ header: { columns } });
       return held ? Promise.resolve() : write({ header: { columns } });
     },
     rows: (batch, last) => {
+      recorder?.rows(batch);
       countRows(batch.length);
       if (held && last) {
         if (signal.aborted) return Promise.reject(signal.reason);
@@ -260,8 +311,23 @@ function streamWriter(
       if (signal.aborted) return Promise.reject(signal.reason);
       release();
       delivered = true;
+      sendHeaders();
       call.write({ footer });
       return Promise.resolve();
     },
   };
+}
+
+/** A recorded outcome, streamed as Execute streams a result (it is capped in size, so no backpressure). */
+function replay(
+  call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
+  entry: LedgerEntry,
+  requestId: string,
+): void {
+  const result = StatementResult.decode(entry.outcome as Buffer);
+  call.sendMetadata(markReplayed(requestIdMetadata(requestId), entry));
+  call.write({ header: { columns: result.columns } });
+  for (let i = 0; i < result.rows.length; i += 1000)
+    call.write({ rows: { rows: result.rows.slice(i, i + 1000) } });
+  if (result.footer) call.write({ footer: { ...result.footer, serverTimeMs: 0 } });
 }

@@ -8,6 +8,7 @@ import type {
 import { executeBatchHandler } from "./batch.js";
 import type { QueryServiceDeps } from "./deps.js";
 import { abort, handleExecute } from "./execute.js";
+import { registryHandlers } from "./registry.js";
 import { sessionHandler } from "./session.js";
 
 export function queryServiceHandlers(deps: QueryServiceDeps): QueryServiceServer {
@@ -19,5 +20,6 @@ export function queryServiceHandlers(deps: QueryServiceDeps): QueryServiceServer
     },
     executeBatch: executeBatchHandler(deps),
     session: sessionHandler(deps),
+    ...registryHandlers(deps),
   };
 }

@@ -24,9 +24,11 @@ import type { StatementKind } from "../statement-kinds.js";
 import {
   atStatement,
   cancellation,
+  cancelledFromOutside,
   classifyStatement,
   firstValue,
   maxRowsOf,
+  requestIdMetadata,
   requestIdOf,
   statementTimeoutMs,
   toParam,
@@ -83,6 +85,7 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
       throw new QueryFailure("shutting_down", "server is shutting down; retry on another replica");
     caller = await deps.authenticator.authenticate(firstValue(call.metadata, "authorization"));
     const token = tokenOf(call.metadata);
+    call.sendMetadata(requestIdMetadata(requestId));
     leave = limits.slots.enter();
     let options: TransactionOptions | undefined;
     for (let first = true; ; first = false) {
@@ -115,24 +118,33 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
             maxRows: maxRowsOf(statement, options),
             timeoutMs: statementTimeoutMs(statement.timeoutMs, options, caller, deps.limits, deadline),
           };
+          const statementStarted = performance.now();
+          const fromOutside = (error: unknown) => {
+            const ranMs = performance.now() - statementStarted;
+            throw cancelledFromOutside(asFailure(error), ranMs, request.timeoutMs);
+          };
           if (transaction) {
             const sink = out.sink();
-            await sink.footer(await transaction.run(request, sink, signal, limits.firstBatchRows));
+            await sink.footer(
+              await transaction.run(request, sink, signal, limits.firstBatchRows).catch(fromOutside),
+            );
           } else {
             // The first statement picks the server; it may run again there only while no row went out.
             const settings = transactionSettings(options, caller, requestId, deps.limits, deadline);
             // One sink for both attempts: its header goes out once.
             const sink = out.sink();
-            const footer = await deps.routing.run(
-              settings,
-              token,
-              () => out.delivered,
-              async (engines, routed) => {
-                await transaction?.close(); // a first attempt's, before the retry takes another connection
-                transaction = await engines.engine.open(routed, signal, "open");
-                return transaction.run(request, sink, signal, limits.firstBatchRows);
-              },
-            );
+            const footer = await deps.routing
+              .run(
+                settings,
+                token,
+                () => out.delivered,
+                async (engines, routed) => {
+                  await transaction?.close(); // a first attempt's, before the retry takes another connection
+                  transaction = await engines.engine.open(routed, signal, "open");
+                  return transaction.run(request, sink, signal, limits.firstBatchRows);
+                },
+              )
+              .catch(fromOutside);
             await sink.footer(footer);
           }
         } catch (error) {
@@ -158,7 +170,9 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
     await transaction?.close();
     outcome = failure.pg?.sqlstate ? `${failure.kind}:${failure.pg.sqlstate}` : failure.kind;
     failedStatement = failure.statementIndex;
-    if (!call.cancelled) call.emit("error", toGrpcStatus(failure));
+    const grpcStatus = toGrpcStatus(failure);
+    grpcStatus.metadata.set("x-request-id", requestId);
+    if (!call.cancelled) call.emit("error", grpcStatus);
   } finally {
     await transaction?.close();
     leave?.();

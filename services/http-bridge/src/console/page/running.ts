@@ -5,7 +5,9 @@
 import { errorOf, headers } from "./api.js";
 
 interface RunningQuery {
-  id: string;
+  /** GET /queries names it requestId; id is accepted too. */
+  requestId?: string;
+  id?: string;
   state?: string;
   waitEvent?: string;
   startedAt?: string;
@@ -67,9 +69,10 @@ export class RunningQueries {
   }
 
   private item(query: RunningQuery): HTMLElement {
+    const id = query.requestId ?? query.id ?? "";
     const item = document.createElement("li");
     const what = document.createElement("code");
-    what.textContent = query.fingerprint ?? query.id;
+    what.textContent = query.fingerprint || id;
     const facts = document.createElement("span");
     facts.className = "facts";
     const seconds = query.durationMs === undefined ? "" : `${(query.durationMs / 1000).toFixed(1)} s`;
@@ -77,10 +80,10 @@ export class RunningQueries {
     const kill = document.createElement("button");
     kill.type = "button";
     kill.textContent = "Kill";
-    kill.title = `cancel ${query.id}`;
+    kill.title = `cancel ${id}`;
     kill.addEventListener("click", async () => {
       kill.disabled = true;
-      await killQuery(query.id);
+      await killQuery(id);
       await this.refresh();
     });
     item.append(what, facts, kill);
