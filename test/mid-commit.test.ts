@@ -85,6 +85,8 @@ for (const name of ROUTES) {
       const { token, answered } = await writeThroughTrap(write, "forward");
       assert.ok(await stored(token), "the row committed");
       assert.is(answered.answer, "unknown", `committed, but the caller saw: ${answered.seen}`);
+      // The answer names the transaction, so the caller can ask TransactionStatus what became of it.
+      assert.match(answered.seen, /transaction id is \d+|"transactionId":"\d+"/);
       if (answered.retryAfter !== undefined) assert.is(answered.retryAfter, null, "no Retry-After");
       await stillServes();
     },

@@ -20,6 +20,7 @@ import { DISCARD_ALL, markSessionClean, takeSessionClean } from "./session-reset
 import {
   roleGuard,
   type StatementOutcome,
+  TRANSACTION_ID_SQL,
   type TransactionSettings,
   transactionFailure,
   transactionSetup,
@@ -120,6 +121,8 @@ export class Transaction {
    */
   private broken = false;
   private closed = false;
+  /** The transaction's id, when the set-up read it (settings.reportTransactionId). */
+  private transactionId: string | undefined;
   /** A "single" transaction's one exchange, while it is still open (ended with Flush). */
   private live: Exchange | undefined;
   private readonly onClientError = () => {
@@ -167,9 +170,14 @@ export class Transaction {
     );
     try {
       const before: Step[] = [];
+      let idStep: number | undefined;
       if (this.state === "new") {
         const reset = this.options.resetSession && !takeSessionClean(this.client);
         for (const sql of transactionSetup(this.settings, reset)) before.push({ sql, role: "setup" });
+        if (this.settings.reportTransactionId && !this.settings.readOnly) {
+          idStep = before.length;
+          before.push({ sql: TRANSACTION_ID_SQL, role: "setup" });
+        }
         this.state = "open";
       }
       if (statement.timeoutMs !== this.timeoutMs) {
@@ -197,6 +205,10 @@ export class Transaction {
       const fields = await this.wait(first.exchange, first.exchange.fields(first.index), local.signal);
       const names = await this.typeNames.namesFor(fields.map((f) => f.dataTypeID));
       await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), local.signal);
+      if (idStep !== undefined) {
+        const at = first.index - (before.length - idStep);
+        this.transactionId = first.exchange.results[at]?.rows[0]?.[0] ?? undefined;
+      }
       let result = await this.step(first.exchange, first.index, local.signal);
 
       let sent = 0;
@@ -290,7 +302,16 @@ export class Transaction {
       // Left "open": after a failed guard PostgreSQL skipped the COMMIT and the
       // transaction is still there, aborted; close() sends the ROLLBACK.
       if (isServerError(failure)) this.broken = false;
-      throw transactionFailure(failure, exchange.failedIn, this.settings);
+      const known = transactionFailure(failure, exchange.failedIn, this.settings);
+      const xid = this.transactionId;
+      if (known.kind !== "commit_unknown" || !xid) throw known;
+      throw new QueryFailure(
+        known.kind,
+        `${known.message}; its transaction id is ${xid}`,
+        known.pg,
+        undefined,
+        xid,
+      );
     }
     if (!unanswered && answer !== ending) {
       // PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK.

@@ -31,6 +31,11 @@ export interface TransactionSettings {
    * first row comes back to the caller of the engine. Read-your-writes tokens.
    */
   afterCommit?: readonly string[] | undefined;
+  /**
+   * Read the transaction's id with the set-up, so a commit_unknown answer can
+   * name it (TransactionStatus looks it up). Set for statements that may write.
+   */
+  reportTransactionId?: boolean | undefined;
   /** A request with an idempotency key: the ledger's statements (ledger.ts). */
   ledger?: LedgerHook | undefined;
 }
@@ -102,6 +107,13 @@ export function replicaGuard(lsn: string): string {
 export function roleGuard(role: string): string {
   return `SELECT CASE WHEN current_user = ${quoteLiteral(role)} THEN 0 ELSE ('querygate role guard: role changed to ' || current_user)::int END`;
 }
+
+/**
+ * Gives the transaction its id at the start (a write would take one anyway)
+ * and reads it, so the answer arrives long before COMMIT goes out: a
+ * commit_unknown answer can then name the transaction for TransactionStatus.
+ */
+export const TRANSACTION_ID_SQL = "SELECT pg_catalog.pg_current_xact_id()::text";
 
 const ROLE_REFUSALS = new Set(["22023", "42704", "42501", "28000"]);
 

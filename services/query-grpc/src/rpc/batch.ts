@@ -109,6 +109,8 @@ async function runBatch(
       () => recordedBatch({ results: gathered.results, serverTimeMs: 0 }, deps.idempotency.maxRecordBytes),
     );
     settings.ledger = keyed?.hook;
+    // A batch that may write names its transaction if COMMIT's answer is lost.
+    settings.reportTransactionId = classified.some((c) => c.kinds.some((kind) => kind !== "read"));
     const runner = caller;
     let replayed: LedgerEntry | undefined;
     // The answer is one message, so nothing reaches the caller before the end: a failed read may run again.

@@ -89,6 +89,8 @@ export async function handleExecute(
       (result) => recorder.recorded(result),
     );
     settings.ledger = keyed?.hook;
+    // A statement that may write names its transaction if COMMIT's answer is lost.
+    settings.reportTransactionId = classification.kinds.some((kind) => kind !== "read");
     const writer = streamWriter(
       call,
       signal,

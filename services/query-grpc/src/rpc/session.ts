@@ -130,7 +130,11 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
             );
           } else {
             // The first statement picks the server; it may run again there only while no row went out.
-            const settings = transactionSettings(options, caller, requestId, deps.limits, deadline);
+            // A session may write later: it names its transaction if COMMIT's answer is lost.
+            const settings = {
+              ...transactionSettings(options, caller, requestId, deps.limits, deadline),
+              reportTransactionId: true,
+            };
             // One sink for both attempts: its header goes out once.
             const sink = out.sink();
             const footer = await deps.routing
