@@ -215,6 +215,8 @@ export class Transaction {
       let truncated = false;
       for (;;) {
         let rows = result.rows;
+        // A streaming exchange keeps every step's result: let go of rows once handed on.
+        result.rows = [];
         if (rows.length > limit - sent) {
           rows = rows.slice(0, limit - sent);
           truncated = true;
