@@ -457,7 +457,7 @@ function partiesOf(objects: K8sObject[]) {
 /**
  * The pods the CloudNativePG operator creates for this build's Cluster and
  * Pooler objects, with the labels it gives them (cnpg.io/cluster,
- * cnpg.io/podRole, cnpg.io/poolerName), keyed by the object's name; the
+ * cnpg.io/podRole, cnpg.io/instanceRole, cnpg.io/poolerName), keyed by the object's name; the
  * operator in namespace cnpg-system too. They are not in the build, so the
  * workload-based checks do not see them.
  */
@@ -465,12 +465,20 @@ function cnpgPods(objects: K8sObject[], namespace: string): Map<string, Party> {
   const pods = new Map<string, Party>();
   for (const o of objects) {
     if (o.kind === "Cluster")
-      pods.set(o.metadata.name, {
-        pod: true,
-        namespace,
-        labels: { "cnpg.io/cluster": o.metadata.name, "cnpg.io/podRole": "instance", role: "primary" },
-        what: `${o.metadata.name} instance`,
-      });
+      // The primary under the Cluster's name, a replica as `<name>-replica`: the
+      // operator moves the instanceRole label (and the deprecated `role`) on failover.
+      for (const role of ["primary", "replica"] as const)
+        pods.set(role === "primary" ? o.metadata.name : `${o.metadata.name}-replica`, {
+          pod: true,
+          namespace,
+          labels: {
+            "cnpg.io/cluster": o.metadata.name,
+            "cnpg.io/podRole": "instance",
+            "cnpg.io/instanceRole": role,
+            role,
+          },
+          what: `${o.metadata.name} ${role}`,
+        });
     if (o.kind === "Pooler")
       pods.set(o.metadata.name, {
         pod: true,
@@ -726,10 +734,6 @@ it("the bridge reaches query-grpc through the headless service, over every pod",
         /^postgres:\/\/\$\(DATABASE_USER\):\$\(DATABASE_PASSWORD\)@/.test(url?.value ?? ""),
       `${name}: DATABASE_URL comes from a Secret, or is built from one's username and password`,
     );
-    assert.not.ok(
-      grpc.env?.some((e) => e.name === "DATABASE_READ_URL"),
-      `${name}: query-grpc does not read DATABASE_READ_URL yet`,
-    );
   }
 });
 
@@ -824,7 +828,7 @@ it("pods open connections only to their next hop and to DNS", () => {
       name === "aws-rds"
         ? ["an address outside the cluster:5432"]
         : name === "aws"
-          ? ["querygate-db-pooler-rw pooler:5432"]
+          ? ["querygate-db replica:5432", "querygate-db-pooler-rw pooler:5432"]
           : ["postgres:5432"],
       `${name}: query-grpc egress`,
     );
@@ -1205,16 +1209,81 @@ it("query-grpc in the aws overlay reaches the database through the PgBouncer poo
   const queryGrpc = pods.get("query-grpc") as Party;
   const poolerPod = cnpg.get(pooler.metadata.name) as Party;
   const instance = cnpg.get(cluster.metadata.name) as Party;
+  const replica = cnpg.get(`${cluster.metadata.name}-replica`) as Party;
   const operator = cnpg.get("operator") as Party;
   assert.ok(connectionAllowed(objects, queryGrpc, poolerPod, 5432), "query-grpc -> pooler:5432");
   assert.not.ok(connectionAllowed(objects, queryGrpc, instance, 5432), "query-grpc bypasses the pooler");
   assert.ok(connectionAllowed(objects, poolerPod, instance, 5432), "pooler -> instances:5432");
-  assert.ok(connectionAllowed(objects, instance, instance, 5432), "replication between instances");
-  assert.ok(ingressAllowed(objects, operator, instance, 8000), "the operator reaches the instance manager");
+  for (const [a, b] of [
+    [instance, replica],
+    [replica, instance],
+  ] as const)
+    assert.ok(connectionAllowed(objects, a, b, 5432), `replication ${a.what} -> ${b.what}`);
+  for (const target of [instance, replica])
+    assert.ok(
+      ingressAllowed(objects, operator, target, 8000),
+      `the operator reaches ${target.what}'s manager`,
+    );
   for (const from of [...others, pods.get("http-bridge") as Party]) {
     assert.not.ok(ingressAllowed(objects, from, poolerPod, 5432), `${from.what} -> pooler:5432`);
-    assert.not.ok(ingressAllowed(objects, from, instance, 5432), `${from.what} -> instances:5432`);
+    for (const target of [instance, replica])
+      assert.not.ok(ingressAllowed(objects, from, target, 5432), `${from.what} -> ${target.what}:5432`);
   }
+});
+
+it("query-grpc in the aws overlay sends reads to the CloudNativePG replicas through querygate-db-ro, as the authenticator", () => {
+  const objects = objectsOf("aws");
+  const cluster = find(objects, "Cluster", "querygate-db");
+  assert.ok(cluster.spec.instances >= 2, "the Cluster has replicas to read from");
+  const grpc = container(workload(objects, "query-grpc"));
+  const env = grpc.env ?? [];
+  const read = env.find((e) => e.name === "DATABASE_READ_URL");
+  assert.ok(read, "query-grpc has DATABASE_READ_URL");
+  assert.is(read.valueFrom, undefined, "DATABASE_READ_URL is assembled, not a Secret value of its own");
+  const readUrl = new URL(read.value ?? "");
+  const writeUrl = new URL(envValue(grpc, "DATABASE_URL") ?? "");
+  assert.is(readUrl.protocol, "postgres:");
+  // The operator's read-only Service: it selects cnpg.io/instanceRole=replica and follows failovers.
+  assert.is(
+    readUrl.hostname,
+    `${cluster.metadata.name}-ro.${cluster.metadata.namespace}.svc`,
+    "host is the Cluster's -ro Service",
+  );
+  assert.is(readUrl.port, "5432");
+  assert.is(readUrl.pathname, writeUrl.pathname, "the same database as DATABASE_URL");
+  assert.is(readUrl.search, writeUrl.search, "the same connection options as DATABASE_URL");
+  // Reads switch to the caller's role (SET LOCAL ROLE) like writes, so they log in as the
+  // role that may: the authenticator, from the Secret DATABASE_URL uses. No password in YAML.
+  assert.is(readUrl.username, "$(DATABASE_USER)");
+  assert.is(readUrl.password, "$(DATABASE_PASSWORD)");
+  const position = (n: string) => env.findIndex((e) => e.name === n);
+  for (const variable of ["DATABASE_USER", "DATABASE_PASSWORD"])
+    assert.ok(
+      position(variable) >= 0 && position(variable) < position("DATABASE_READ_URL"),
+      `${variable} is defined before DATABASE_READ_URL uses it`,
+    );
+
+  // Straight to the replicas on 5432, never to the primary, which only the pooler reaches.
+  const { pods, cnpg, others } = partiesOf(objects);
+  const queryGrpc = pods.get("query-grpc") as Party;
+  const primary = cnpg.get(cluster.metadata.name) as Party;
+  const replica = cnpg.get(`${cluster.metadata.name}-replica`) as Party;
+  assert.ok(connectionAllowed(objects, queryGrpc, replica, 5432), "query-grpc -> replicas:5432");
+  assert.not.ok(connectionAllowed(objects, queryGrpc, primary, 5432), "query-grpc -> primary:5432");
+  for (const port of PROBE_PORTS.filter((p) => p !== 5432))
+    assert.not.ok(connectionAllowed(objects, queryGrpc, replica, port), `query-grpc -> replicas:${port}`);
+  // The replicas' own ingress admits query-grpc only, not pods that copy its labels elsewhere.
+  assert.ok(ingressAllowed(objects, queryGrpc, replica, 5432), "replica ingress admits query-grpc");
+  assert.not.ok(ingressAllowed(objects, queryGrpc, primary, 5432), "primary ingress admits query-grpc");
+  for (const from of others)
+    assert.not.ok(ingressAllowed(objects, from, replica, 5432), `${from.what} -> replicas:5432`);
+
+  // Without replicas to read from, every read goes to DATABASE_URL.
+  for (const name of ["base", "minikube", "aws-rds"] as const)
+    assert.not.ok(
+      container(workload(objectsOf(name), "query-grpc")).env?.some((e) => e.name === "DATABASE_READ_URL"),
+      `${name}: DATABASE_READ_URL is set with no replica to read from`,
+    );
 });
 
 it("the dev API key in the base is the SHA-256 of the documented dev token", async () => {
