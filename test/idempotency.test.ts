@@ -192,6 +192,29 @@ t("the same key with a different request is refused (FAILED_PRECONDITION) and ru
 });
 
 t(
+  "an Idempotency-Key gRPC metadata cannot carry (non-ASCII, a control byte) is a 400 over HTTP, for a statement and a batch, and runs nothing",
+  async () => {
+    for (const key of ["cl\u00e9", "a\u00a0b", "tab\there"]) {
+      const token = randomUUID();
+      const single = await postQuery(
+        bridgeUrl,
+        { query: "insert into idem_rows values ($1)", params: [token] },
+        { "idempotency-key": key },
+      );
+      assert.is(single.status, 400, `${JSON.stringify(key)}: ${single.text}`);
+      assert.is(single.body?.error?.code, "invalid_request");
+      const batch = await postQuery(
+        bridgeUrl,
+        { statements: [{ query: "insert into idem_rows values ($1)", params: [`${token}-b`] }] },
+        { "idempotency-key": key },
+      );
+      assert.is(batch.status, 400, `${JSON.stringify(key)}: ${batch.text}`);
+      assert.is((await rowsOf(token)) + (await rowsOf(`${token}-b`)), 0);
+    }
+  },
+);
+
+t(
   "a retry while the first run is still going answers ABORTED after a bounded wait, then replays",
   async () => {
     const token = randomUUID();

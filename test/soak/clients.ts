@@ -2,7 +2,7 @@
 // never would (invalid JSON, oversized bodies, NUL bytes) and to walk away in
 // the middle of an answer, and each call answering one plain value — the
 // status it got, or that the client gave up — so the load mix can judge it.
-import { Agent, request } from "node:http";
+import { Agent, type IncomingHttpHeaders, request } from "node:http";
 import { type ClientReadableStream, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import {
   type DeepPartial,
@@ -22,7 +22,13 @@ import {
  * unanswered after NO_ANSWER_MS, which nothing in the mix should take.
  */
 export type Ending =
-  | { kind: "http"; status: number; body: string }
+  | {
+      kind: "http";
+      status: number;
+      body: string;
+      headers?: IncomingHttpHeaders;
+      trailers?: NodeJS.Dict<string>;
+    }
   | { kind: "grpc"; code: status; errorKind: string; details: string }
   | { kind: "gave-up" }
   | { kind: "no-answer"; afterMs: number }
@@ -58,9 +64,12 @@ export interface PostOptions {
   /** Close the connection as soon as the first bytes of the body arrive. */
   giveUpOnFirstChunk?: boolean;
   noAnswerMs?: number;
+  /** Another route than POST /query (the registry's DELETE /queries/{id}). */
+  method?: string;
+  path?: string;
 }
 
-/** POST /query with a body sent byte for byte; buffers the answer. */
+/** POST /query with a body sent byte for byte; buffers the answer, its headers and trailers. */
 export function post(bridge: Bridge, body: string | Buffer, options: PostOptions): Promise<Ending> {
   return new Promise((resolve) => {
     let settled = false;
@@ -72,9 +81,9 @@ export function post(bridge: Bridge, body: string | Buffer, options: PostOptions
       resolve(ending);
     };
     const req = request(
-      `${bridge.url}/query`,
+      `${bridge.url}${options.path ?? "/query"}`,
       {
-        method: "POST",
+        method: options.method ?? "POST",
         agent: bridge.agent,
         headers: {
           "content-type": "application/json",
@@ -93,7 +102,13 @@ export function post(bridge: Bridge, body: string | Buffer, options: PostOptions
           chunks.push(chunk);
         });
         res.on("end", () =>
-          settle({ kind: "http", status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+          settle({
+            kind: "http",
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString(),
+            headers: res.headers,
+            trailers: res.trailers,
+          }),
         );
         res.on("error", (error) => settle(netError(error)));
       },

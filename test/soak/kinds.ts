@@ -5,91 +5,25 @@
 // requests so the process sees tens of thousands of them, with enough of the
 // rare ones (cancels, bad input) that each shows up hundreds of times in a
 // two-minute run.
-import type { DeepPartial, ExecuteRequest } from "../../proto/gen/querygate/v1/query.js";
-import { type ExecuteOptions, type ExecuteResult, execute, executeBatch, post, session } from "./clients.js";
-import {
-  between,
-  type Context,
-  type Expect,
-  type Kind,
-  ndjsonProblem,
-  succeeded,
-  whenOk,
-  writeOutcome,
-} from "./mix.js";
+import { type ExecuteResult, executeBatch, session } from "./clients.js";
+import { between, type Kind, ndjsonProblem, overGrpc, overHttp, succeeded, writeOutcome } from "./mix.js";
 
 export const ITEMS = 10_000;
-const LOOKUP = "select id, label from soak_items where id = $1";
-const TEN_K = "select g, md5(g::text) as h from generate_series(1, 10000) g";
+export const LOOKUP = "select id, label from soak_items where id = $1";
+export const TEN_K = "select g, md5(g::text) as h from generate_series(1, 10000) g";
 /** Far more rows than anyone reads: the client leaves after the first chunk. */
-const ENDLESS = "select g, repeat('x', 200) as pad from generate_series(1, 5000000) g";
+export const ENDLESS = "select g, repeat('x', 200) as pad from generate_series(1, 5000000) g";
 /** Outlives every give-up; STATEMENT_TIMEOUT_MS (6 s) ends it if querygate does not. */
-const SLEEP = "select pg_sleep(10)";
-const INSERT = "insert into soak_writes (token, via) values ($1, $2)";
+export const SLEEP = "select pg_sleep(10)";
+export const INSERT = "insert into soak_writes (token, via) values ($1, $2)";
 const NDJSON = { accept: "application/x-ndjson" };
 
-const json = (value: unknown) => JSON.stringify(value);
+export const json = (value: unknown) => JSON.stringify(value);
 const deepPlus = (terms: number) => `select 1${"+1".repeat(terms)}`;
 const deepParens = (depth: number) => `select ${"(".repeat(depth)}1${")".repeat(depth)}`;
 const text = (...values: string[]) => values.map((textValue) => ({ textValue }));
 
-interface HttpRequest {
-  body: string | Buffer;
-  headers?: Record<string, string>;
-  giveUpAfterMs?: number;
-  giveUpOnFirstChunk?: boolean;
-  /** Checks a 200's body; answers what is wrong with it. */
-  check?: (body: string) => string | undefined;
-  /** The request inserts a row named by its request id. */
-  writes?: boolean;
-}
-
-function overHttp(
-  name: string,
-  weight: number,
-  expect: Expect,
-  build: (ctx: Context, id: string) => HttpRequest,
-): Kind {
-  return {
-    name: `http ${name}`,
-    weight,
-    expect,
-    run: async (ctx, requestId) => {
-      const r = build(ctx, requestId);
-      const ending = await post(ctx.bridge, r.body, { requestId, ...r });
-      if (r.writes) ctx.wrote(requestId, writeOutcome(ending));
-      return { ending, problem: r.check ? whenOk(ending, r.check) : undefined };
-    },
-  };
-}
-
-interface GrpcRequest {
-  request: DeepPartial<ExecuteRequest>;
-  options?: Omit<ExecuteOptions, "requestId">;
-  check?: (result: ExecuteResult) => string | undefined;
-  writes?: boolean;
-}
-
-function overGrpc(
-  name: string,
-  weight: number,
-  expect: Expect,
-  build: (ctx: Context, id: string) => GrpcRequest,
-): Kind {
-  return {
-    name: `grpc ${name}`,
-    weight,
-    expect,
-    run: async (ctx, requestId) => {
-      const r = build(ctx, requestId);
-      const result = await execute(ctx.grpc, r.request, { requestId, ...r.options });
-      if (r.writes) ctx.wrote(requestId, writeOutcome(result.ending));
-      return { ending: result.ending, problem: r.check?.(result) };
-    },
-  };
-}
-
-const rowsProblem = (expected: number) => (r: ExecuteResult) =>
+export const rowsProblem = (expected: number) => (r: ExecuteResult) =>
   succeeded(r.ending) && (r.rows !== expected || r.footerRowCount !== expected)
     ? `${r.rows} rows (footer ${r.footerRowCount}), expected ${expected}`
     : undefined;

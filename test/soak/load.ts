@@ -100,7 +100,9 @@ export class Tally {
     if (!tally.examples.has(label))
       tally.examples.set(label, { statusClass, text: describe(outcome.ending) });
     tally.classes[statusClass]++;
-    if (statusClass === "4xx" && httpEquivalent(outcome.ending) !== 429) tally.refused++;
+    const code = httpEquivalent(outcome.ending);
+    if (statusClass === "4xx" && code !== 429 && !(outcome.expect === "cancel" && code === 499))
+      tally.refused++;
     if (statusClass === "5xx") {
       tally.fiveXx++;
       if (httpEquivalent(outcome.ending) === 500) tally.fiveHundred++;

@@ -1,18 +1,28 @@
 // What a kind of request is to the soak: a name, a weight in the mix, what
 // answer it expects, and how to send it. The kinds themselves are in
-// kinds.ts; this file holds what they share — how an answer is judged, how a
-// write's outcome is read from it, and the seeded choice of the next kind.
+// kinds.ts and kinds-features.ts; this file holds what they share — how an
+// answer is judged, how a write's outcome is read from it, the seeded choice
+// of the next kind, and the plain one-request-over-HTTP-or-gRPC kind.
 import { status } from "@grpc/grpc-js";
-import type { QueryServiceClient } from "../../proto/gen/querygate/v1/query.js";
-import type { Bridge, Ending } from "./clients.js";
+import type { DeepPartial, ExecuteRequest, QueryServiceClient } from "../../proto/gen/querygate/v1/query.js";
+import {
+  type Bridge,
+  type Ending,
+  type ExecuteOptions,
+  type ExecuteResult,
+  execute,
+  post,
+} from "./clients.js";
 
 /**
  * valid: must succeed. mistake: the caller's fault, must be a 4xx (or a
  * result, when the input happens to be acceptable). give-up: the client walks
  * away (or its deadline passes) mid-statement; an answer that came before
- * that is judged as for a valid request.
+ * that is judged as for a valid request. cancel: cancelled by id through the
+ * registry mid-statement, so 499 (CANCELLED) is its right answer, not a
+ * refusal; any other answer is judged as for a valid request.
  */
-export type Expect = "valid" | "mistake" | "give-up";
+export type Expect = "valid" | "mistake" | "give-up" | "cancel";
 
 export interface Outcome {
   kind: string;
@@ -100,5 +110,65 @@ export function seeded(seed: number): () => number {
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// ---- the two ways most kinds are sent ----
+
+export interface HttpRequest {
+  body: string | Buffer;
+  headers?: Record<string, string>;
+  giveUpAfterMs?: number;
+  giveUpOnFirstChunk?: boolean;
+  /** Checks a 200's body; answers what is wrong with it. */
+  check?: (body: string) => string | undefined;
+  /** Checks the whole ending (headers, trailers); answers what is wrong with it. */
+  checkEnding?: (ending: Ending) => string | undefined;
+  /** The request inserts a row named by its request id. */
+  writes?: boolean;
+}
+
+export function overHttp(
+  name: string,
+  weight: number,
+  expect: Expect,
+  build: (ctx: Context, id: string) => HttpRequest,
+): Kind {
+  return {
+    name: `http ${name}`,
+    weight,
+    expect,
+    run: async (ctx, requestId) => {
+      const r = build(ctx, requestId);
+      const ending = await post(ctx.bridge, r.body, { requestId, ...r });
+      if (r.writes) ctx.wrote(requestId, writeOutcome(ending));
+      return { ending, problem: (r.check ? whenOk(ending, r.check) : undefined) ?? r.checkEnding?.(ending) };
+    },
+  };
+}
+
+export interface GrpcRequest {
+  request: DeepPartial<ExecuteRequest>;
+  options?: Omit<ExecuteOptions, "requestId">;
+  check?: (result: ExecuteResult) => string | undefined;
+  writes?: boolean;
+}
+
+export function overGrpc(
+  name: string,
+  weight: number,
+  expect: Expect,
+  build: (ctx: Context, id: string) => GrpcRequest,
+): Kind {
+  return {
+    name: `grpc ${name}`,
+    weight,
+    expect,
+    run: async (ctx, requestId) => {
+      const r = build(ctx, requestId);
+      const result = await execute(ctx.grpc, r.request, { requestId, ...r.options });
+      if (r.writes) ctx.wrote(requestId, writeOutcome(result.ending));
+      return { ending: result.ending, problem: r.check?.(result) };
+    },
   };
 }

@@ -55,7 +55,9 @@ export function kindTable(tally: Tally): string {
       .filter(
         ([label, e]) =>
           (e.statusClass === "5xx" && !(t.expect === "give-up" && label === "DEADLINE_EXCEEDED")) ||
-          (t.expect !== "mistake" && (e.statusClass === "4xx" || e.statusClass === "net-error")),
+          (t.expect !== "mistake" &&
+            !(t.expect === "cancel" && label === "499") &&
+            (e.statusClass === "4xx" || e.statusClass === "net-error")),
       )
       .map(([label, e]) => `  ${kind} → ${label}: ${e.text.replace(/\s+/g, " ").slice(0, 160)}`),
   );

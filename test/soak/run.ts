@@ -3,7 +3,7 @@
 // (a few KB kept per request, a statement nobody cancelled, a row acknowledged
 // but lost) are invisible to the test suite. Starts PostgreSQL, query-grpc and
 // the bridge as separate processes (dist/, built by the npm script), runs the
-// mix in mix.ts through both services, samples memory, statuses and
+// mix (kinds.ts, kinds-features.ts) through both services, samples memory, statuses and
 // pg_stat_activity, then checks what it saw and exits 1 on any failure.
 //
 //   npm run soak                    about 2 minutes
@@ -18,6 +18,7 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { bridgeClient, grpcClient } from "./clients.js";
 import { ITEMS, KINDS } from "./kinds.js";
+import { FEATURE_KINDS, KEYED_TABLE } from "./kinds-features.js";
 import { runLoad, Tally } from "./load.js";
 import { chooser, seeded, type WriteOutcome } from "./mix.js";
 import { kindTable, sampleTable, sparklines, summary, writeSvg } from "./report.js";
@@ -63,7 +64,8 @@ admin.on("error", () => {}); // PostgreSQL going away is seen by the liveness ch
 await admin.connect();
 await admin.query(`create table soak_items (id int primary key, label text not null);
   insert into soak_items select g, 'item ' || g from generate_series(1, ${ITEMS}) g;
-  create table soak_writes (token text primary key, via text not null, at timestamptz not null default now());`);
+  create table soak_writes (token text primary key, via text not null, at timestamptz not null default now());
+  create table ${KEYED_TABLE} (token text not null, via text not null);`);
 
 const writes = new Map<string, WriteOutcome>();
 const tally = new Tally();
@@ -88,7 +90,7 @@ say(`load: ${callers} callers for ${seconds} s, seed ${seed}`);
 let exitCode = 1;
 try {
   await runLoad(ctx, tally, {
-    pick: chooser(KINDS, args.only?.split(",") ?? []),
+    pick: chooser([...KINDS, ...FEATURE_KINDS], args.only?.split(",") ?? []),
     callers,
     until: startedAt + seconds * 1000,
     maxRequests: Number(args["max-requests"]),
@@ -124,19 +126,32 @@ try {
 }
 process.exit(exitCode);
 
-/** Compares what querygate said about each insert with what the table holds. */
+/** Compares what querygate said about each insert with what the tables hold: present once when acknowledged, never twice. */
 async function checkWrites(client: pg.Client, outcomes: Map<string, WriteOutcome>): Promise<Ledger> {
-  const present = new Set(
-    (await client.query<{ token: string }>("select token from soak_writes")).rows.map((r) => r.token),
+  const counts = new Map(
+    (
+      await client.query<{ token: string; n: number }>(
+        `select token, count(*)::int as n from (select token from soak_writes union all select token from ${KEYED_TABLE}) t group by token`,
+      )
+    ).rows.map((r) => [r.token, r.n]),
   );
-  const ledger: Ledger = { acked: 0, ackedMissing: [], failed: 0, failedPresent: [], unknown: 0 };
+  const ledger: Ledger = {
+    acked: 0,
+    ackedMissing: [],
+    failed: 0,
+    failedPresent: [],
+    unknown: 0,
+    duplicated: [],
+  };
   for (const [token, outcome] of outcomes) {
+    const present = counts.has(token);
+    if ((counts.get(token) ?? 0) > 1) ledger.duplicated.push(token);
     if (outcome === "acked") {
       ledger.acked++;
-      if (!present.has(token)) ledger.ackedMissing.push(token);
+      if (!present) ledger.ackedMissing.push(token);
     } else if (outcome === "failed") {
       ledger.failed++;
-      if (present.has(token)) ledger.failedPresent.push(token);
+      if (present) ledger.failedPresent.push(token);
     } else ledger.unknown++;
   }
   return ledger;

@@ -6,6 +6,7 @@
 // running with nobody waiting for it.
 import type pg from "pg";
 import type { QueryServiceClient } from "../../proto/gen/querygate/v1/query.js";
+import { parseApplicationName } from "../../services/query-grpc/src/postgres/application-name.js";
 import { type Bridge, bridgeClient, execute, post } from "./clients.js";
 import { labelOf, type Tally } from "./load.js";
 import { alive, heapUsedMb, postgresMb, rssMb, type Stack } from "./stack.js";
@@ -176,7 +177,7 @@ export class Sampler {
   }
 
   /**
-   * querygate names each request's transaction "querygate[:tag] <request id>"
+   * querygate names each request's transaction "querygate[:tag] <hash>/<request id>"
    * (application_name, local to the transaction): a row with that name that
    * is not idle belongs to a request still in progress inside PostgreSQL.
    */
@@ -192,7 +193,7 @@ export class Sampler {
     }
     const now = Date.now();
     for (const row of rows) {
-      const requestId = row.application_name.split(" ").pop() ?? "";
+      const requestId = requestIdIn(row.application_name) ?? "";
       const ended = this.tally.ended.get(requestId);
       if (!ended || now - ended.at <= ZOMBIE_GRACE_MS) continue;
       const known = this.zombies.get(requestId);
@@ -208,4 +209,14 @@ export class Sampler {
         });
     }
   }
+}
+
+/**
+ * The request id in an application_name, read by query-grpc's own parser:
+ * the name is "querygate[:tag] <caller hash>/<request id>" since the
+ * registry, and a reader of its own would silently stop matching (and the
+ * zombie watch see nothing) the next time the format changes.
+ */
+export function requestIdIn(applicationName: string): string | undefined {
+  return parseApplicationName(applicationName)?.requestId;
 }

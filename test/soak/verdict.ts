@@ -40,6 +40,8 @@ export interface Ledger {
   failed: number;
   failedPresent: string[];
   unknown: number;
+  /** Tokens whose row is there more than once: a retried write that ran twice. */
+  duplicated: string[];
 }
 
 export interface MemoryTrend {
@@ -165,10 +167,11 @@ function zombieCheck(zombies: Map<string, Zombie>): Check {
 }
 
 function ledgerCheck(ledger: Ledger): Check {
-  const ok = ledger.ackedMissing.length === 0 && ledger.failedPresent.length === 0;
+  const ok =
+    ledger.ackedMissing.length === 0 && ledger.failedPresent.length === 0 && ledger.duplicated.length === 0;
   const line =
     `${fmt(ledger.acked)} acknowledged (${ledger.ackedMissing.length} missing${ledger.ackedMissing.length ? `: ${ledger.ackedMissing.slice(0, 3).join(", ")}` : ""}), ` +
-    `${fmt(ledger.failed)} reported failed (${ledger.failedPresent.length} present anyway${ledger.failedPresent.length ? `: ${ledger.failedPresent.slice(0, 3).join(", ")}` : ""}), ${fmt(ledger.unknown)} unknown`;
+    `${fmt(ledger.failed)} reported failed (${ledger.failedPresent.length} present anyway${ledger.failedPresent.length ? `: ${ledger.failedPresent.slice(0, 3).join(", ")}` : ""}), ${fmt(ledger.unknown)} unknown, ${ledger.duplicated.length} written twice${ledger.duplicated.length ? `: ${ledger.duplicated.slice(0, 3).join(", ")}` : ""}`;
   return { name: "writes", ok, line };
 }
 

@@ -93,7 +93,13 @@ export function passedOnHeaders(
   return headers;
 }
 
-/** Idempotency-Key travels as `idempotency-key` metadata; query-grpc checks and keeps it. */
+/**
+ * Idempotency-Key travels as `idempotency-key` metadata; query-grpc checks and
+ * keeps it. gRPC metadata takes only printable ASCII (grpc-js throws on
+ * anything else, which answered 500), so a key it cannot carry is passed as
+ * one query-grpc refuses as malformed (it has spaces): its 400 says why, and
+ * the rule stays in one place.
+ */
 export function forwardIdempotencyKey(metadata: Metadata, key: string | undefined): void {
-  if (key) metadata.set("idempotency-key", key);
+  if (key) metadata.set("idempotency-key", /^[\x20-\x7e]+$/.test(key) ? key : "not printable ASCII");
 }
