@@ -19,6 +19,8 @@ export type CommitTrap = "forward" | "withhold";
 export interface TrappedCommit {
   /** Closes both sides of the connection that sent the COMMIT. */
   cut(): void;
+  /** "forward" only: passes on the answer held back so far, late rather than lost. */
+  release(): void;
 }
 
 export interface Relay {
@@ -71,6 +73,11 @@ export async function startRelay(firstPort: number): Promise<Relay> {
     }
     const scanner = new FrontendScanner();
     let silenced = false;
+    const withheld: Buffer[] = [];
+    const release = () => {
+      silenced = false;
+      for (const chunk of withheld.splice(0)) inbound.write(chunk);
+    };
     inbound.on("data", (chunk: Buffer) => {
       if (frozen) return;
       const commitAt = scanner.commitAt(chunk);
@@ -84,15 +91,17 @@ export async function startRelay(firstPort: number): Promise<Relay> {
         // Whatever came before the COMMIT goes through; PostgreSQL never sees the COMMIT.
         if (commitAt > 0) outbound.write(chunk.subarray(0, commitAt), cut);
         else cut();
-        sprung({ cut });
+        sprung({ cut, release });
         return;
       }
       silenced = true;
       outbound.write(chunk);
-      sprung({ cut });
+      sprung({ cut, release });
     });
     outbound.on("data", (chunk: Buffer) => {
-      if (!frozen && !silenced) inbound.write(chunk);
+      if (frozen) return;
+      if (silenced) withheld.push(chunk);
+      else inbound.write(chunk);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
