@@ -215,6 +215,9 @@ export class Transaction {
       let truncated = false;
       for (;;) {
         let rows = result.rows;
+        // Handed to the sink below: a "single" transaction's one exchange lives
+        // as long as the statement, and must not keep every batch it streamed.
+        result.rows = [];
         if (rows.length > limit - sent) {
           rows = rows.slice(0, limit - sent);
           truncated = true;
