@@ -203,7 +203,11 @@ export class Transaction {
       ]);
       // The header goes out as soon as PostgreSQL described the result, before its rows.
       const fields = await this.wait(first.exchange, first.exchange.fields(first.index), local.signal);
-      const names = await this.typeNames.namesFor(fields.map((f) => f.dataTypeID));
+      // A lookup on the control connection: the statement's timeout and cancel still hold meanwhile.
+      const names = await untilAborted(
+        this.typeNames.namesFor(fields.map((f) => f.dataTypeID)),
+        local.signal,
+      );
       await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), local.signal);
       if (idStep !== undefined) {
         const at = first.index - (before.length - idStep);
