@@ -205,7 +205,14 @@ export class Transaction {
       const fields = await this.wait(first.exchange, first.exchange.fields(first.index), local.signal);
       // A lookup on the control connection: the statement's timeout and cancel still hold meanwhile.
       const names = await untilAborted(
-        this.typeNames.namesFor(fields.map((f) => f.dataTypeID)),
+        this.typeNames.namesFor(fields.map((f) => f.dataTypeID)).catch((error: unknown) => {
+          // The control connection failed, not the statement: unavailable, as a lost connection is.
+          const message = error instanceof Error ? error.message : String(error);
+          throw new QueryFailure(
+            "unavailable",
+            `database unavailable: cannot look up type names (${message})`,
+          );
+        }),
         local.signal,
       );
       await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), local.signal);
