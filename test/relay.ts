@@ -19,6 +19,8 @@ export type CommitTrap = "forward" | "withhold";
 export interface TrappedCommit {
   /** Closes both sides of the connection that sent the COMMIT. */
   cut(): void;
+  /** "forward" only: passes on the answer held back so far, late rather than lost. */
+  release(): void;
 }
 
 export interface Relay {
@@ -27,6 +29,8 @@ export interface Relay {
   via(url: string): string;
   /** Stops passing bytes either way on every connection: a database that hangs rather than refuses. */
   freeze(): void;
+  /** freeze(), only for connections whose startup message contains `text` (e.g. their application_name). */
+  freezeWhere(text: string): void;
   /** Resolves when a client sends COMMIT, after the trap did its part. */
   trapNextCommit(trap: CommitTrap): Promise<TrappedCommit>;
   /** Cuts every connection; new ones go to `port` (a promoted standby). */
@@ -47,6 +51,7 @@ export async function startRelay(firstPort: number): Promise<Relay> {
   let refusing = false;
   let armed: Armed | undefined;
   const sockets = new Set<Socket>();
+  const opened: Array<{ startup: Buffer; freeze(): void }> = [];
   const cutAll = () => {
     for (const socket of sockets) socket.destroy();
   };
@@ -66,13 +71,23 @@ export async function startRelay(firstPort: number): Promise<Relay> {
       socket.on("error", () => {});
       socket.on("close", () => {
         sockets.delete(socket);
+        if (opened.includes(link)) opened.splice(opened.indexOf(link), 1);
         cut();
       });
     }
     const scanner = new FrontendScanner();
     let silenced = false;
+    let stopped = false;
+    const link = { startup: Buffer.alloc(0), freeze: () => (stopped = true) };
+    opened.push(link);
+    const withheld: Buffer[] = [];
+    const release = () => {
+      silenced = false;
+      for (const chunk of withheld.splice(0)) inbound.write(chunk);
+    };
     inbound.on("data", (chunk: Buffer) => {
-      if (frozen) return;
+      if (link.startup.length < 1024) link.startup = Buffer.concat([link.startup, chunk]);
+      if (frozen || stopped) return;
       const commitAt = scanner.commitAt(chunk);
       if (commitAt === undefined || !armed) {
         outbound.write(chunk);
@@ -84,15 +99,17 @@ export async function startRelay(firstPort: number): Promise<Relay> {
         // Whatever came before the COMMIT goes through; PostgreSQL never sees the COMMIT.
         if (commitAt > 0) outbound.write(chunk.subarray(0, commitAt), cut);
         else cut();
-        sprung({ cut });
+        sprung({ cut, release });
         return;
       }
       silenced = true;
       outbound.write(chunk);
-      sprung({ cut });
+      sprung({ cut, release });
     });
     outbound.on("data", (chunk: Buffer) => {
-      if (!frozen && !silenced) inbound.write(chunk);
+      if (frozen || stopped) return;
+      if (silenced) withheld.push(chunk);
+      else inbound.write(chunk);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -111,6 +128,9 @@ export async function startRelay(firstPort: number): Promise<Relay> {
     },
     freeze() {
       frozen = true;
+    },
+    freezeWhere(text) {
+      for (const link of opened) if (link.startup.includes(text)) link.freeze();
     },
     trapNextCommit(trap) {
       return new Promise((sprung) => {

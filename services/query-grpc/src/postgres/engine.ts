@@ -203,7 +203,18 @@ export class Transaction {
       ]);
       // The header goes out as soon as PostgreSQL described the result, before its rows.
       const fields = await this.wait(first.exchange, first.exchange.fields(first.index), local.signal);
-      const names = await this.typeNames.namesFor(fields.map((f) => f.dataTypeID));
+      // A lookup on the control connection: the statement's timeout and cancel still hold meanwhile.
+      const names = await untilAborted(
+        this.typeNames.namesFor(fields.map((f) => f.dataTypeID)).catch((error: unknown) => {
+          // The control connection failed, not the statement: unavailable, as a lost connection is.
+          const message = error instanceof Error ? error.message : String(error);
+          throw new QueryFailure(
+            "unavailable",
+            `database unavailable: cannot look up type names (${message})`,
+          );
+        }),
+        local.signal,
+      );
       await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), local.signal);
       if (idStep !== undefined) {
         const at = first.index - (before.length - idStep);
@@ -215,7 +226,8 @@ export class Transaction {
       let truncated = false;
       for (;;) {
         let rows = result.rows;
-        // A streaming exchange keeps every step's result: let go of rows once handed on.
+        // Handed to the sink below: a "single" transaction's one exchange lives
+        // as long as the statement, and must not keep every batch it streamed.
         result.rows = [];
         if (rows.length > limit - sent) {
           rows = rows.slice(0, limit - sent);

@@ -309,8 +309,10 @@ function streamWriter(
     },
     // The last message is small and the trailers follow at once: not waiting
     // for the messages before it lets them all share their network write.
+    // It goes out once COMMIT succeeded, which an abort since (the statement
+    // timer, shutdown) cannot undo: only a caller who is gone is not told.
     footer: (footer) => {
-      if (signal.aborted) return Promise.reject(signal.reason);
+      if (call.cancelled) return Promise.reject(signal.reason);
       release();
       delivered = true;
       sendHeaders();

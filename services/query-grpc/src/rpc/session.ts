@@ -160,7 +160,9 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
         const [lsn] = (await transaction?.commit()) ?? [];
         await transaction?.close();
         committed = true;
-        await out.write({ outcome: { committed } });
+        // COMMIT succeeded: an abort since (lifetime, shutdown) cannot undo it, so the caller is told unless gone.
+        if (call.cancelled) throw signal.reason;
+        call.write({ outcome: { committed } });
         trailer = lsnTrailer(lsn ?? undefined);
         break;
       }
