@@ -6,7 +6,7 @@
 //         → encode rows (JSON, NDJSON, CSV or Arrow, chosen by Accept: negotiate.ts)
 //         → write (buffered JSON, or the streamed formats as rows arrive)
 import { randomUUID } from "node:crypto";
-import { Metadata, type ServiceError } from "@grpc/grpc-js";
+import type { Metadata, ServiceError } from "@grpc/grpc-js";
 import { type Context, Hono } from "hono";
 import { stream } from "hono/streaming";
 import type {
@@ -26,9 +26,10 @@ import type { StreamedFormat } from "../encoders/streamed-format.js";
 import { fromGrpcError, requestError, sendError } from "../errors.js";
 import type { BridgeMetrics } from "../metrics.js";
 import { type BodyBindings, parseBody, readBody } from "../request/body.js";
-import { forwardLsn, LSN_HEADER, lsnOf } from "../request/lsn-header.js";
+import { callMetadata } from "../request/call-metadata.js";
+import { LSN_HEADER, lsnOf } from "../request/lsn-header.js";
 import { queryBody, toExecuteRequest } from "../request/query-request.js";
-import { cancelWhenClientLeaves, forwardIdempotencyKey, passedOnHeaders } from "../upstream/grpc-client.js";
+import { cancelWhenClientLeaves, passedOnHeaders } from "../upstream/grpc-client.js";
 import { executeBatch, isBatchBody } from "./batch.js";
 import { chooseFormat, type RowMode } from "./negotiate.js";
 import { registryRoutes } from "./registry.js";
@@ -104,12 +105,7 @@ export function createApp(deps: BridgeDeps): Hono<BridgeEnv> {
       return sendError(c, requestError(400, "invalid_request", message));
     }
 
-    const metadata = new Metadata();
-    const authorization = c.req.header("authorization");
-    if (authorization) metadata.set("authorization", authorization);
-    metadata.set("x-request-id", requestId);
-    forwardLsn(c.req.header(LSN_HEADER), metadata);
-    forwardIdempotencyKey(metadata, c.req.header("idempotency-key"));
+    const metadata = callMetadata((name) => c.req.header(name), requestId);
 
     const request = toExecuteRequest(parsed.data);
     const format = chooseFormat(c.req.header("accept"), parsed.data.rowMode);

@@ -4,7 +4,7 @@
 // and exists only if the transaction committed. A failure names its
 // statement (error.statementIndex); a serialization failure or deadlock
 // (409) says the whole batch may be retried, since all of it was rolled back.
-import { Metadata, type ServiceError } from "@grpc/grpc-js";
+import type { Metadata, ServiceError } from "@grpc/grpc-js";
 import type { Context } from "hono";
 import { z } from "zod";
 import {
@@ -16,9 +16,10 @@ import {
 } from "../../../../proto/gen/querygate/v1/query.js";
 import { rowEncoder } from "../encoders/json.js";
 import { fromGrpcError, type HttpError, requestError, sendError } from "../errors.js";
-import { forwardLsn, LSN_HEADER, lsnOf } from "../request/lsn-header.js";
+import { callMetadata } from "../request/call-metadata.js";
+import { LSN_HEADER, lsnOf } from "../request/lsn-header.js";
 import { queryBody, toValue } from "../request/query-request.js";
-import { cancelWhenClientLeaves, forwardIdempotencyKey, passedOnHeaders } from "../upstream/grpc-client.js";
+import { cancelWhenClientLeaves, passedOnHeaders } from "../upstream/grpc-client.js";
 
 const ISOLATION = {
   "read committed": IsolationLevel.ISOLATION_LEVEL_READ_COMMITTED,
@@ -82,12 +83,7 @@ export async function executeBatch(
     const message = parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ");
     return sendError(c, requestError(400, "invalid_request", message));
   }
-  const metadata = new Metadata();
-  const authorization = c.req.header("authorization");
-  if (authorization) metadata.set("authorization", authorization);
-  metadata.set("x-request-id", requestId);
-  forwardLsn(c.req.header(LSN_HEADER), metadata);
-  forwardIdempotencyKey(metadata, c.req.header("idempotency-key"));
+  const metadata = callMetadata((name) => c.req.header(name), requestId);
 
   let headers: Record<string, string> = {};
   let response: ExecuteBatchResponse;
