@@ -78,8 +78,6 @@ export class Exchange {
   failedIn: StepRole | undefined;
   /** True once the first steps were written to the connection. */
   submitted = false;
-  /** PostgreSQL confirmed a "commit" step (COMMIT or ROLLBACK): whatever fails later cannot undo it. */
-  committed = false;
 
   private readonly steps: Step[] = [];
   private connection: ProtocolConnection | undefined;
@@ -194,7 +192,6 @@ export class Exchange {
   handleCommandComplete(msg: { text: string }): void {
     const result = this.results[this.step];
     if (result) result.commandTag = msg.text;
-    if (this.steps[this.step]?.role === "commit") this.committed = true;
     this.advance();
   }
 
