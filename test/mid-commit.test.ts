@@ -5,12 +5,8 @@
 // status must never be told "retry" (UNAVAILABLE / 503 + Retry-After) for a
 // write that committed: it would write twice. Only "commit_unknown"
 // (UNAVAILABLE with that kind / HTTP 502 without Retry-After) is honest then.
-//
-// KNOWN BUG (finding 4), so two tests here fail until query-grpc's executor
-// is fixed: "Execute: COMMIT reached PostgreSQL but its answer was lost" and
-// the same through the bridge. Execute answers UNAVAILABLE kind "unavailable"
-// (the bridge: 503 + Retry-After) for a row that committed; ExecuteBatch and
-// Session already answer commit_unknown.
+// Every route's answer also names the transaction, so the caller can ask
+// TransactionStatus what became of it.
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { suite } from "uvu";

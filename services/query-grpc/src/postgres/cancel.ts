@@ -47,8 +47,9 @@ const RETRY_DELAYS_MS = [25, 50, 100, 200, 400, 800];
 /**
  * Stops whatever `client` is running for a caller who went away: cancels now,
  * again while `busy()` stays true, and destroys the connection if it is still
- * busy after `settleMs` (PostgreSQL then ends the statement when it notices,
- * see client_connection_check_interval in transaction.ts). Returns a function
+ * busy after `settleMs` (PostgreSQL then ends the statement when it next
+ * writes to the closed socket, or at client_connection_check_interval if the
+ * database sets it). Returns a function
  * that ends the retries once the statement has settled.
  */
 export function stopStatement(client: pg.PoolClient, busy: () => boolean, settleMs: number): () => void {

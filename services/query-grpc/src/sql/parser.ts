@@ -57,10 +57,11 @@ export class SqlParser {
   async classify(sql: string, allowed: ReadonlySet<StatementKind>): Promise<Classification> {
     const kinds = [...allowed].sort();
     const cacheable = sql.length <= CACHEABLE_CHARS;
-    const key = cacheable ? `${kinds.join(",")}\n=${sql}` : undefined;
+    const granted = kinds.join(",");
+    const key = cacheable ? `${granted}\n=${sql}` : undefined;
     // The same statement with other literal values classifies the same (literal-shape.ts).
     const shape = cacheable ? literalShape(sql) : undefined;
-    const shapeKey = shape === undefined ? undefined : `${kinds.join(",")}\n~${shape}`;
+    const shapeKey = shape === undefined ? undefined : `${granted}\n~${shape}`;
     const cached = this.recall(key) ?? this.recall(shapeKey);
     if (cached !== undefined) {
       this.counts.cached++;
