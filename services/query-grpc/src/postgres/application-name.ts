@@ -13,12 +13,22 @@
 // look like its own. PostgreSQL keeps 63 bytes of the name.
 import { createHash } from "node:crypto";
 
+/** Callers seen lately, by name: the hash is taken once per caller, not per request. */
+const hashes = new Map<string, string>();
+const MAX_HASHES = 1000;
+
 /** Longest request id that fits whole beside the prefix and the hash (63 - 19). */
 export const MAX_REQUEST_ID_LENGTH = 44;
 const MAX_NAME = 63;
 
 export function callerHash(callerName: string): string {
-  return createHash("sha256").update(callerName).digest("hex").slice(0, 8);
+  let hash = hashes.get(callerName);
+  if (hash === undefined) {
+    hash = createHash("sha256").update(callerName).digest("hex").slice(0, 8);
+    if (hashes.size >= MAX_HASHES) hashes.clear();
+    hashes.set(callerName, hash);
+  }
+  return hash;
 }
 
 /** The application_name of a request's transaction; the tag is shortened (or left out) to fit. */

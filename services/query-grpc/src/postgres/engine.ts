@@ -33,6 +33,12 @@ export interface Statement {
   /** 0 = no limit. */
   maxRows: number;
   timeoutMs: number;
+  /**
+   * The signal given to run() already aborts once timeoutMs has passed
+   * (Execute's call timer, which also counts why): run() then arms no timer
+   * and no AbortController of its own, two of the costs of a small query.
+   */
+  deadlineInSignal?: boolean;
 }
 
 /** Where one statement's result goes. Each method resolves once the receiver can take more. */
@@ -158,16 +164,9 @@ export class Transaction {
       throw new Error("a single-statement transaction runs one statement");
     }
     const started = performance.now();
-    const local = new AbortController();
-    const stop = () => local.abort(signal.reason);
-    signal.addEventListener("abort", stop);
-    if (signal.aborted) stop();
-    // statement_timeout restarts with every exchange; this bounds the whole statement, row reading included.
-    const timer = setTimeout(
-      () =>
-        local.abort(new QueryFailure("timeout", `statement exceeded its ${statement.timeoutMs} ms timeout`)),
-      statement.timeoutMs,
-    );
+    const bounded = statement.deadlineInSignal
+      ? { signal, end() {} }
+      : withTimeout(signal, statement.timeoutMs);
     try {
       const before: Step[] = [];
       let idStep: number | undefined;
@@ -202,7 +201,7 @@ export class Transaction {
         },
       ]);
       // The header goes out as soon as PostgreSQL described the result, before its rows.
-      const fields = await this.wait(first.exchange, first.exchange.fields(first.index), local.signal);
+      const fields = await this.wait(first.exchange, first.exchange.fields(first.index), bounded.signal);
       // A lookup on the control connection: the statement's timeout and cancel still hold meanwhile.
       const names = await untilAborted(
         this.typeNames.namesFor(fields.map((f) => f.dataTypeID)).catch((error: unknown) => {
@@ -213,14 +212,14 @@ export class Transaction {
             `database unavailable: cannot look up type names (${message})`,
           );
         }),
-        local.signal,
+        bounded.signal,
       );
-      await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), local.signal);
+      await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), bounded.signal);
       if (idStep !== undefined) {
         const at = first.index - (before.length - idStep);
         this.transactionId = first.exchange.results[at]?.rows[0]?.[0] ?? undefined;
       }
-      let result = await this.step(first.exchange, first.index, local.signal);
+      let result = await this.step(first.exchange, first.index, bounded.signal);
 
       let sent = 0;
       let truncated = false;
@@ -238,14 +237,14 @@ export class Transaction {
         const batches = [...byteBounded(rows, this.options.maxMessageBytes)].filter((b) => b.length > 0);
         for (const [i, batch] of batches.entries()) {
           const last = lastRows && i === batches.length - 1;
-          await untilAborted(sink.rows(batch.map(toRow), last), local.signal);
+          await untilAborted(sink.rows(batch.map(toRow), last), bounded.signal);
         }
         if (lastRows) break;
-        if (local.signal.aborted) throw local.signal.reason;
+        if (bounded.signal.aborted) throw bounded.signal.reason;
         const more = this.send([{ more: want(sent, this.options.batchRows), role: "statement" }]);
-        result = await this.step(more.exchange, more.index, local.signal);
+        result = await this.step(more.exchange, more.index, bounded.signal);
       }
-      if (local.signal.aborted) throw local.signal.reason;
+      if (bounded.signal.aborted) throw bounded.signal.reason;
 
       // A SELECT read in several Executes reports only the last one's count: use our own.
       const completed = result.commandTag ?? "";
@@ -258,11 +257,10 @@ export class Transaction {
         serverTimeMs: performance.now() - started,
       };
     } catch (error) {
-      if (local.signal.aborted) throw local.signal.reason;
+      if (bounded.signal.aborted) throw bounded.signal.reason;
       throw error;
     } finally {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", stop);
+      bounded.end();
     }
   }
 
@@ -475,6 +473,29 @@ function column(f: pg.FieldDef, typeName: string | undefined): Column {
     tableOid: f.tableID,
     columnNumber: f.columnID,
     typeModifier: f.dataTypeModifier,
+  };
+}
+
+/**
+ * A signal that aborts with `signal` or once `timeoutMs` passed: statement_timeout
+ * restarts with every exchange, this bounds the whole statement, row reading
+ * included. end() disarms it.
+ */
+function withTimeout(signal: AbortSignal, timeoutMs: number): { signal: AbortSignal; end(): void } {
+  const local = new AbortController();
+  const stop = () => local.abort(signal.reason);
+  signal.addEventListener("abort", stop);
+  if (signal.aborted) stop();
+  const timer = setTimeout(
+    () => local.abort(new QueryFailure("timeout", `statement exceeded its ${timeoutMs} ms timeout`)),
+    timeoutMs,
+  );
+  return {
+    signal: local.signal,
+    end() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", stop);
+    },
   };
 }
 

@@ -200,6 +200,8 @@ function executeRequest(
       params: request.params.map(toParam),
       maxRows: Number.isSafeInteger(maxRows) && maxRows > 0 ? maxRows : 0,
       timeoutMs,
+      // handleExecute's timer aborts the call's signal at timeoutMs.
+      deadlineInSignal: true,
     },
   };
 }
