@@ -34,6 +34,7 @@ export async function measurePaths<Key extends string>(
     await path.check?.();
     await path.once(schedule.warmupSeconds); // not counted: JIT, pools, connections
   }
+  const width = Math.max(28, ...paths.map((path) => path.label.length));
   const runs = new Map<Path<Key>, Array<{ run: GeneratorRun; cpu: Record<string, number> }>>();
   for (let rep = 0; rep < schedule.reps; rep++) {
     // Rotate the order so no path always runs right after another.
@@ -45,7 +46,7 @@ export async function measurePaths<Key extends string>(
       if (run.requests === 0) throw new Error(`${path.label}: no request succeeded in ${schedule.seconds} s`);
       if (run.errors > 0) schedule.step(`  ${path.label}: ${run.errors} errors`);
       schedule.step(
-        `  ${path.label.padEnd(28)} ${Math.round(run.perSecond).toLocaleString("en-US")} req/s, p50 ${run.p50Ms.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms`,
+        `  ${path.label.padEnd(width)} ${Math.round(run.perSecond).toLocaleString("en-US")} req/s, p50 ${run.p50Ms.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms`,
       );
       runs.set(path, [...(runs.get(path) ?? []), { run, cpu }]);
     }

@@ -251,7 +251,8 @@ function floorTable(f: FloorResults, r: Results): string[] {
     out.push(
       `  bridge path floor, grpc-js client: ${floorLine("Hono + grpc-js client + grpc-js server", sums.bridgeGrpcJs)}`,
     );
-  if (sums && (sums.grpc ?? sums.bridge)?.postgresUs === undefined)
+  const anyFloor = sums && (sums.grpc ?? sums.bridge ?? sums.bridgeGrpcJs);
+  if (anyFloor && anyFloor.postgresUs === undefined)
     out.push("  (no PostgreSQL in the floors: the loadgen phase did not measure pgbench in this run)");
   for (const line of f.skipped) out.push(`  ${line}`);
   return out;
