@@ -17,7 +17,7 @@ export function executeBody(sql: string, params: string[]): Buffer {
 }
 
 /** gRPC's length-prefixed message: no compression flag, 4-byte big-endian length, the bytes. */
-function frame(message: Uint8Array): Buffer {
+export function frame(message: Uint8Array): Buffer {
   const framed = Buffer.alloc(5 + message.length);
   framed.writeUInt32BE(message.length, 1);
   framed.set(message, 5);

@@ -8,20 +8,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { peerLookupSql } from "./data.js";
 import { FlaskPeer, flaskMissing } from "./flask-peer.js";
-import { findPgbench, findTool, type GeneratorRun, h2load, pgbench, wrk } from "./generators.js";
+import { findPgbench, findTool, h2load, pgbench, wrk } from "./generators.js";
 import { EXECUTE_PATH, executeBody, executeFailures, executeOnce } from "./h2load-grpc.js";
-import {
-  CpuMeter,
-  type CpuSource,
-  postgresCpu,
-  postmasterPid,
-  processCpu,
-  processTree,
-  reapedChildrenCpu,
-  type Service,
-  treeCpu,
-} from "./processes.js";
-import type { GeneratorStats, LoadgenResults } from "./report.js";
+import { measurePaths, type Path, postOnce } from "./paths.js";
+import { postgresCpu, postmasterPid, processCpu, processTree, type Service, treeCpu } from "./processes.js";
+import type { LoadgenResults } from "./report.js";
 
 export interface LoadgenContext {
   root: string;
@@ -41,15 +32,7 @@ export interface LoadgenContext {
   step(message: string): void;
 }
 
-interface Path {
-  key: Exclude<keyof LoadgenResults, "skipped">;
-  label: string;
-  tool: string;
-  cpu: CpuSource[];
-  /** Before the first measured run: the answer is right (throws if not). */
-  check?: () => Promise<void>;
-  once(seconds: number): Promise<GeneratorRun>;
-}
+type LoadgenPath = Path<Exclude<keyof LoadgenResults, "skipped">>;
 
 export async function loadgenPhase(ctx: LoadgenContext): Promise<LoadgenResults> {
   const skipped: string[] = [];
@@ -93,7 +76,7 @@ export async function loadgenPhase(ctx: LoadgenContext): Promise<LoadgenResults>
       });
     const postgres = postgresCpu(ctx.dataDir);
     const queryGrpc = processCpu("query-grpc", grpc.pid);
-    const paths: Path[] = [];
+    const paths: LoadgenPath[] = [];
     if (tools.pgbench) {
       const pgbenchPath = tools.pgbench;
       const script = join(scratch, "lookup.sql");
@@ -203,71 +186,20 @@ export async function loadgenPhase(ctx: LoadgenContext): Promise<LoadgenResults>
       });
     }
 
-    for (const path of paths) {
-      await path.check?.();
-      await path.once(ctx.warmupSeconds); // not counted: JIT, pools, connections
-    }
-    const runs = new Map<Path, Array<{ run: GeneratorRun; cpu: Record<string, number> }>>();
-    for (let rep = 0; rep < ctx.reps; rep++) {
-      // Rotate the order so no path always runs right after another.
-      for (let k = 0; k < paths.length; k++) {
-        const path = paths[(rep + k) % paths.length]!;
-        const meter = new CpuMeter([...path.cpu, reapedChildrenCpu("client")]);
-        const run = await path.once(ctx.seconds);
-        const cpu = meter.stop();
-        if (run.requests === 0) throw new Error(`${path.label}: no request succeeded in ${ctx.seconds} s`);
-        if (run.errors > 0) ctx.step(`  ${path.label}: ${run.errors} errors`);
-        ctx.step(
-          `  ${path.label.padEnd(28)} ${Math.round(run.perSecond).toLocaleString("en-US")} req/s, p50 ${run.p50Ms.toFixed(2)} ms, p99 ${run.p99Ms.toFixed(2)} ms`,
-        );
-        runs.set(path, [...(runs.get(path) ?? []), { run, cpu }]);
-      }
-    }
-    const results: LoadgenResults = { skipped };
-    for (const [path, done] of runs) results[path.key] = stats(path.tool, done);
-    return results;
+    return {
+      skipped,
+      ...(await measurePaths(paths, {
+        seconds: ctx.seconds,
+        warmupSeconds: ctx.warmupSeconds,
+        reps: ctx.reps,
+        step: ctx.step,
+      })),
+    };
   } finally {
     await flask?.stop();
     await ctx.stopServices();
     rmSync(scratch, { recursive: true, force: true });
   }
-}
-
-function stats(
-  tool: string,
-  runs: Array<{ run: GeneratorRun; cpu: Record<string, number> }>,
-): GeneratorStats {
-  const sum = (f: (r: GeneratorRun) => number) => runs.reduce((total, { run }) => total + f(run), 0);
-  const mean = (f: (r: GeneratorRun) => number) => sum(f) / runs.length;
-  const requests = sum((r) => r.requests);
-  const errors = sum((r) => r.errors);
-  const cpu: Record<string, number> = {};
-  for (const { cpu: one } of runs)
-    for (const [name, seconds] of Object.entries(one)) cpu[name] = (cpu[name] ?? 0) + seconds;
-  return {
-    tool,
-    reps: runs.length,
-    requests,
-    errors,
-    perSecond: requests / sum((r) => r.seconds),
-    p50Ms: mean((r) => r.p50Ms),
-    p99Ms: mean((r) => r.p99Ms),
-    allPerSecond: runs.map(({ run }) => run.perSecond),
-    allP99Ms: runs.map(({ run }) => run.p99Ms),
-    cpuUsPerRequest: Object.fromEntries(
-      Object.entries(cpu).map(([name, seconds]) => [name, (seconds * 1e6) / (requests + errors)]),
-    ),
-  };
-}
-
-async function postOnce(url: string, body: string): Promise<void> {
-  const response = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body,
-  });
-  const text = await response.text();
-  if (response.status !== 200) throw new Error(`${url} answered ${response.status} to ${body}: ${text}`);
 }
 
 /** Polls until `root` has no more than `size` processes in its tree again. */

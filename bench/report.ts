@@ -52,6 +52,66 @@ export interface LoadgenResults {
   grpc?: GeneratorStats;
 }
 
+/**
+ * The floor phase: what the transport alone costs on this machine, with no
+ * database and no querygate code, one path per layer of the real ones.
+ */
+export interface FloorResults {
+  skipped: string[];
+  /** h2load → an empty grpc-js server (query-grpc's server options). */
+  grpcJs?: GeneratorStats;
+  /** h2load → an empty node:http2 server answering as gRPC does. */
+  http2?: GeneratorStats;
+  /** wrk → Hono on @hono/node-server, reading the body, answering canned JSON. */
+  hono?: GeneratorStats;
+  /** wrk → Hono → grpc-js client (the bridge's options) → the empty grpc-js server. */
+  honoGrpcJs?: GeneratorStats;
+  /** wrk → Hono → a minimal gRPC call over node:http2 → the empty grpc-js server. */
+  honoHttp2?: GeneratorStats;
+  sums?: FloorSums;
+}
+
+/** One path's floor: its transport, PostgreSQL's own work for the lookup, and issue 12's target beside them. */
+export interface FloorSum {
+  /** CPU µs per request of every server process of the path, the generator left out. */
+  transportUs: number;
+  /** PostgreSQL's CPU µs per lookup under pgbench, when the loadgen phase measured it. */
+  postgresUs?: number;
+  totalUs: number;
+  /** Shown beside the floor as information; the floor is not judged against it. */
+  targetUs: number;
+}
+
+export interface FloorSums {
+  /** The empty grpc-js server (path 1). */
+  grpc?: FloorSum;
+  /** Hono + node:http2 client + the empty grpc-js server (path 5): the cheapest bridge measured. */
+  bridge?: FloorSum;
+  /** Hono + grpc-js client + the empty grpc-js server (path 4): the bridge as built today. */
+  bridgeGrpcJs?: FloorSum;
+}
+
+/** Issue 12: CPU per request, services + PostgreSQL, client excluded. */
+const GRPC_PATH_CPU_TARGET_US = 130;
+const BRIDGE_PATH_CPU_TARGET_US = 250;
+
+/** The floors of the gRPC and bridge paths, with pgbench's PostgreSQL CPU when loadgen measured it. */
+export function floorSums(floor: FloorResults, loadgen: LoadgenResults | undefined): FloorSums {
+  const postgresUs = loadgen?.pgbench?.cpuUsPerRequest.postgres;
+  const sum = (stats: GeneratorStats | undefined, targetUs: number): FloorSum | undefined => {
+    if (!stats) return undefined;
+    const transportUs = serversCpu(stats.cpuUsPerRequest);
+    return postgresUs === undefined
+      ? { transportUs, totalUs: transportUs, targetUs }
+      : { transportUs, postgresUs, totalUs: transportUs + postgresUs, targetUs };
+  };
+  return {
+    grpc: sum(floor.grpcJs, GRPC_PATH_CPU_TARGET_US),
+    bridge: sum(floor.honoHttp2, BRIDGE_PATH_CPU_TARGET_US),
+    bridgeGrpcJs: sum(floor.honoGrpcJs, BRIDGE_PATH_CPU_TARGET_US),
+  };
+}
+
 export interface FirstRowStats {
   reps: number;
   medianMs: number;
@@ -69,6 +129,7 @@ export interface Results {
   bulk?: { pg: StreamStats; grpc: StreamStats; ndjson: StreamStats };
   small?: { pg: SmallStats; grpc: SmallStats; bridge: SmallStats };
   loadgen?: LoadgenResults;
+  floor?: FloorResults;
   firstRow?: {
     fewRows: { pg: FirstRowStats; grpc: FirstRowStats; ndjson: FirstRowStats };
     allRows: { pg: FirstRowStats; grpc: FirstRowStats; ndjson: FirstRowStats };
@@ -124,13 +185,13 @@ export function targetsOf(r: Results): Target[] {
     atMost(
       "small queries gRPC path CPU per request, servers + PostgreSQL",
       serversCpu(r.small.grpc.cpuUsPerRequest),
-      130,
+      GRPC_PATH_CPU_TARGET_US,
       "µs",
     );
     atMost(
       "small queries bridge path CPU per request, servers + PostgreSQL",
       serversCpu(r.small.bridge.cpuUsPerRequest),
-      250,
+      BRIDGE_PATH_CPU_TARGET_US,
       "µs",
     );
   }
@@ -144,14 +205,14 @@ export function targetsOf(r: Results): Target[] {
     atMost(
       "loadgen bridge path (wrk) CPU per request, servers + PostgreSQL",
       serversCpu(l.bridge.cpuUsPerRequest),
-      250,
+      BRIDGE_PATH_CPU_TARGET_US,
       "µs",
     );
   if (l?.grpc)
     atMost(
       "loadgen gRPC path (h2load) CPU per request, servers + PostgreSQL",
       serversCpu(l.grpc.cpuUsPerRequest),
-      130,
+      GRPC_PATH_CPU_TARGET_US,
       "µs",
     );
   if (r.firstRow) {

@@ -5,7 +5,7 @@
 //
 //   npm run bench                 full sizes (about 3 minutes)
 //   npm run bench -- --quick      small sizes, short runs (under a minute)
-//   npm run bench -- --only=bulk,small    some phases: bulk, small, loadgen, first-row, big, formats
+//   npm run bench -- --only=bulk,small    some phases: bulk, small, loadgen, floor, first-row, big, formats
 //   npm run bench -- --profile    CPU profiles of the children in bench/profiles/
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -26,6 +26,7 @@ import {
   textTypes,
 } from "./clients.js";
 import { LOOKUP_SQL, loadTables, streamSql } from "./data.js";
+import { floorPhase } from "./floor.js";
 import { formatsPhase } from "./formats.js";
 import { closedLoop, median, percentile } from "./load.js";
 import { loadgenPhase } from "./loadgen.js";
@@ -42,6 +43,7 @@ import { formatProfile } from "./profile.js";
 import {
   count,
   type FirstRowStats,
+  floorSums,
   type Results,
   type SmallStats,
   type StreamStats,
@@ -54,7 +56,7 @@ const args = new Set(process.argv.slice(2));
 const quick = args.has("--quick");
 const profile = args.has("--profile");
 const onlyArg = process.argv.find((a) => a.startsWith("--only="));
-const PHASES = ["bulk", "small", "loadgen", "first-row", "big", "formats"] as const;
+const PHASES = ["bulk", "small", "loadgen", "floor", "first-row", "big", "formats"] as const;
 const phases = new Set(onlyArg ? onlyArg.slice("--only=".length).split(",") : PHASES);
 
 /** query-grpc's defaults (config.ts, server.ts), mirrored by the baseline. */
@@ -221,6 +223,24 @@ try {
     results.notes.push(
       `loadgen: pgbench -n -M extended -c${sizes.callers} -j2; wrk -t2 -c${sizes.callers} with bench/lookup.lua (the Flask tool's body, or $1 and params); h2load -c${sizes.callers} -t2 -m1 with one pre-encoded Execute (the same id each call); Flask is shared/peers/seed-flask under gunicorn -w 2 (sync); the generators' CPU is shown apart and not counted`,
     );
+  if (phases.has("floor")) {
+    const floor = await floorPhase({
+      root,
+      workDir,
+      logDir,
+      lookupRows: sizes.lookupRows,
+      connections: sizes.callers,
+      seconds: sizes.smallSeconds,
+      warmupSeconds: Math.max(1, Math.round(warmupMs / 1000)),
+      reps: sizes.loadgenReps,
+      step,
+    });
+    results.floor = { ...floor, sums: floorSums(floor, results.loadgen) };
+    if (Object.keys(floor).some((key) => key !== "skipped"))
+      results.notes.push(
+        "floor: the transport alone, no database and no querygate code (bench/floor-servers.ts), same generators, connections, seconds and reps as loadgen; gRPC messages stay raw bytes (no protobuf); each server a child process of its own",
+      );
+  }
   if (phases.has("first-row")) results.firstRow = await firstRowPhase();
   if (phases.has("big")) results.big = await bigPhase();
   if (phases.has("formats"))

@@ -5,6 +5,8 @@
 import {
   count,
   type FirstRowStats,
+  type FloorResults,
+  type FloorSum,
   type GeneratorStats,
   type LoadgenResults,
   type Results,
@@ -115,6 +117,7 @@ export function formatResults(r: Results): string {
   }
 
   if (r.loadgen) out.push(...loadgenTable(r.loadgen, r, target, verdict), "");
+  if (r.floor) out.push(...floorTable(r.floor, r), "");
 
   if (r.firstRow) {
     const f = r.firstRow;
@@ -211,6 +214,54 @@ function loadgenTable(
     );
   for (const line of l.skipped) out.push(`  ${line}`);
   return out;
+}
+
+const FLOOR_ROWS = [
+  ["grpcJs", "grpc-js server, empty handler"],
+  ["http2", "node:http2 server, empty handler"],
+  ["hono", "Hono HTTP server, canned JSON"],
+  ["honoGrpcJs", "Hono → grpc-js client → empty grpc-js server"],
+  ["honoHttp2", "Hono → node:http2 client → empty grpc-js server"],
+] as const;
+
+function floorTable(f: FloorResults, r: Results): string[] {
+  const measured = FLOOR_ROWS.flatMap(([key, label]) => {
+    const stats = f[key];
+    return stats ? [{ key, label, stats }] : [];
+  });
+  if (measured.length === 0) return f.skipped;
+  const out = [
+    `Transport floor: empty servers, no database, no querygate code; ${r.sizes.callers} connections, ${r.sizes.smallSeconds} s × ${measured[0]?.stats.reps} rep(s)`,
+  ];
+  const w = [48, 9, 10, 10];
+  out.push(row(["", "req/s", "p50", "p99"], w));
+  for (const { label, stats } of measured)
+    out.push(row([label, count(stats.perSecond), ms(stats.p50Ms), ms(stats.p99Ms)], w));
+  const failing = measured.filter(({ stats }) => stats.errors > 0);
+  if (failing.length > 0)
+    out.push(`  errors: ${failing.map(({ key, stats }) => `${key} ${stats.errors}`).join("; ")}`);
+  out.push("  CPU µs per request, every server of the path (the generator's own in brackets, not counted):");
+  for (const { key, stats } of measured)
+    out.push(`    ${key.padEnd(11)}${cpuLine(stats.cpuUsPerRequest, 0, stats.tool)}`);
+  const sums = f.sums;
+  if (sums?.grpc) out.push(`  gRPC path floor: ${floorLine("empty grpc-js server", sums.grpc)}`);
+  if (sums?.bridge)
+    out.push(`  bridge path floor: ${floorLine("Hono + node:http2 client + grpc-js server", sums.bridge)}`);
+  if (sums?.bridgeGrpcJs)
+    out.push(
+      `  bridge path floor, grpc-js client: ${floorLine("Hono + grpc-js client + grpc-js server", sums.bridgeGrpcJs)}`,
+    );
+  const anyFloor = sums && (sums.grpc ?? sums.bridge ?? sums.bridgeGrpcJs);
+  if (anyFloor && anyFloor.postgresUs === undefined)
+    out.push("  (no PostgreSQL in the floors: the loadgen phase did not measure pgbench in this run)");
+  for (const line of f.skipped) out.push(`  ${line}`);
+  return out;
+}
+
+/** "grpc-js server 118 + PostgreSQL (pgbench) 97 = 215 µs; issue 12's target 130 µs, for information" */
+function floorLine(transport: string, sum: FloorSum): string {
+  const postgres = sum.postgresUs === undefined ? "" : ` + PostgreSQL (pgbench) ${sum.postgresUs.toFixed(0)}`;
+  return `${transport} ${sum.transportUs.toFixed(0)}${postgres} = ${sum.totalUs.toFixed(0)} µs; issue 12's target ${sum.targetUs} µs, for information`;
 }
 
 /** "≤ 130 FAIL": the goal and verdict, for a line that already shows the value. */
