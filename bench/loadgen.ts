@@ -79,32 +79,43 @@ export async function loadgenPhase(ctx: LoadgenContext): Promise<LoadgenResults>
     const paths: LoadgenPath[] = [];
     if (tools.pgbench) {
       const pgbenchPath = tools.pgbench;
-      const script = join(scratch, "lookup.sql");
-      writeFileSync(script, `\\set id random(1, ${ctx.lookupRows})\n${peerLookupSql(":id")};\n`);
       const postmaster = postmasterPid(ctx.dataDir);
       let runs = 0;
-      paths.push({
-        key: "pgbench",
-        label: "direct PostgreSQL (pgbench)",
-        tool: "pgbench",
-        cpu: [postgres],
-        once: async (seconds) => {
-          const backends = processTree(postmaster).length;
-          const logDir = join(scratch, `pgbench-${runs++}`);
-          mkdirSync(logDir);
-          const result = await pgbench(pgbenchPath, {
-            url: ctx.databaseUrl,
-            connections: ctx.connections,
-            seconds,
-            scriptFile: script,
-            logDir,
-            protocol: "extended",
-          });
-          // pgbench's backends' CPU counts once the postmaster has reaped them.
-          await untilTreeShrinksTo(postmaster, backends);
-          return result;
-        },
-      });
+      const viaPgbench = (key: "pgbench" | "pgbenchWrapped", label: string, script: string): LoadgenPath => {
+        const scriptFile = join(scratch, `${key}.sql`);
+        writeFileSync(scriptFile, script);
+        return {
+          key,
+          label,
+          tool: "pgbench",
+          cpu: [postgres],
+          once: async (seconds) => {
+            const backends = processTree(postmaster).length;
+            const logDir = join(scratch, `pgbench-${runs++}`);
+            mkdirSync(logDir);
+            const result = await pgbench(pgbenchPath, {
+              url: ctx.databaseUrl,
+              connections: ctx.connections,
+              seconds,
+              scriptFile,
+              logDir,
+              protocol: "extended",
+            });
+            // pgbench's backends' CPU counts once the postmaster has reaped them.
+            await untilTreeShrinksTo(postmaster, backends);
+            return result;
+          },
+        };
+      };
+      const id = `\\set id random(1, ${ctx.lookupRows})\n`;
+      paths.push(viaPgbench("pgbench", "direct PostgreSQL (pgbench)", `${id}${peerLookupSql(":id")};\n`));
+      paths.push(
+        viaPgbench(
+          "pgbenchWrapped",
+          "PostgreSQL, querygate's statements",
+          `${id}${wrappedLookup(peerLookupSql(":id"))}`,
+        ),
+      );
     }
     if (tools.wrk) {
       const wrkPath = tools.wrk;
@@ -209,4 +220,29 @@ async function untilTreeShrinksTo(root: number, size: number): Promise<void> {
     if (Date.now() > until) throw new Error(`pgbench's backends were still there 5 s after it ended`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/**
+ * The statements query-grpc sends PostgreSQL for one Execute of `sql`, as a
+ * pgbench script: the set-up (BEGIN, one set_config SELECT) with the
+ * statement in one round trip, COMMIT with DISCARD ALL in a second
+ * (engine.ts). What PostgreSQL alone costs per request for querygate's
+ * transaction shape, before any querygate code runs.
+ */
+export function wrappedLookup(sql: string): string {
+  const setup =
+    "SELECT pg_catalog.set_config('statement_timeout', '30000', true), " +
+    "pg_catalog.set_config('application_name', 'querygate 0123abcd/7f3c2a9e-1b4d-4c5e-8f60-9a1b2c3d4e5f', true)";
+  return [
+    "\\startpipeline",
+    "BEGIN;",
+    `${setup};`,
+    `${sql};`,
+    "\\endpipeline",
+    "\\startpipeline",
+    "COMMIT;",
+    "DISCARD ALL;",
+    "\\endpipeline",
+    "",
+  ].join("\n");
 }

@@ -46,6 +46,8 @@ export interface LoadgenResults {
   /** One line for each generator or peer that could not run, saying why. */
   skipped: string[];
   pgbench?: GeneratorStats;
+  /** pgbench sending what query-grpc sends for one Execute (BEGIN, set-up, statement; COMMIT, DISCARD ALL). */
+  pgbenchWrapped?: GeneratorStats;
   flask?: GeneratorStats;
   bridge?: GeneratorStats;
   bridgeParams?: GeneratorStats;

@@ -162,6 +162,7 @@ type Find = (prefix: string) => Target | undefined;
 
 const LOADGEN_ROWS = [
   ["pgbench", "direct PostgreSQL (pgbench)"],
+  ["pgbenchWrapped", "PostgreSQL, querygate's SQL"],
   ["flask", "Flask (gunicorn, wrk)"],
   ["bridge", "bridge (wrk, Flask's body)"],
   ["bridgeParams", "bridge (wrk, $1 + params)"],
@@ -210,7 +211,7 @@ function loadgenTable(
   out.push("  CPU µs per request, servers + PostgreSQL (the generator's own in brackets, not counted):");
   for (const { key, stats } of measured)
     out.push(
-      `    ${key.padEnd(13)}${cpuLine(stats.cpuUsPerRequest, 0, stats.tool)}   ${cpuGoals[key] ?? ""}`.trimEnd(),
+      `    ${key.padEnd(15)}${cpuLine(stats.cpuUsPerRequest, 0, stats.tool)}   ${cpuGoals[key] ?? ""}`.trimEnd(),
     );
   for (const line of l.skipped) out.push(`  ${line}`);
   return out;
