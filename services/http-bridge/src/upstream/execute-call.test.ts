@@ -192,6 +192,39 @@ t("UNAVAILABLE after response headers is not retried: the statement may have run
   assert.is(attempts, 1);
 });
 
+t(
+  "UNAVAILABLE with the server's pushback -1 is not retried: query-grpc says the SQL may have run",
+  async () => {
+    let attempts = 0;
+    const server = await testQueryServer((c) => {
+      attempts++;
+      const metadata = new Metadata();
+      metadata.set("grpc-retry-pushback-ms", "-1");
+      c.emit("error", { code: status.UNAVAILABLE, details: "commit answer lost", metadata });
+    });
+    const error = await failure(call(client(server.target)));
+    assert.is(error.code, status.UNAVAILABLE);
+    assert.is(attempts, 1);
+  },
+);
+
+t("UNAVAILABLE with a pushback of 0 ms is retried at once", async () => {
+  let attempts = 0;
+  const server = await testQueryServer((c) => {
+    attempts++;
+    if (attempts === 1) {
+      const metadata = new Metadata();
+      metadata.set("grpc-retry-pushback-ms", "0");
+      c.emit("error", { code: status.UNAVAILABLE, details: "try again", metadata });
+      return;
+    }
+    c.write(FOOTER);
+    c.end();
+  });
+  assert.equal(await gather(call(client(server.target))), [FOOTER]);
+  assert.is(attempts, 2);
+});
+
 t("cancel() mid-stream resets the stream and the server sees the call cancelled", async () => {
   let cancelled = false;
   const server = await testQueryServer((c) => {

@@ -271,12 +271,27 @@ export class ExecuteCall extends Readable {
     stream.end(this.frame);
   }
 
-  /** The attempt's outcome: retried when the policy allows (see SERVICE_CONFIG), else the call's. */
+  /**
+   * The attempt's outcome: retried when the policy allows (see SERVICE_CONFIG),
+   * else the call's. As in grpc-js (gRFC A6), the server's
+   * grpc-retry-pushback-ms decides when it is present: a delay, or anything
+   * else (query-grpc sends -1 for every failure but shutting_down) for "do
+   * not retry" — a lost COMMIT answer is UNAVAILABLE before any headers.
+   */
   private settle(outcome: CallStatus): void {
     if (this.done) return;
-    if (outcome.code === status.UNAVAILABLE && !this.headersReceived && this.attempts < RETRY.maxAttempts) {
-      const delay = Math.random() * this.nextBackoffMs;
-      this.nextBackoffMs = Math.min(this.nextBackoffMs * RETRY.multiplier, RETRY.maxMs);
+    const pushback = outcome.metadata.get("grpc-retry-pushback-ms")[0];
+    const pushbackMs = typeof pushback === "string" && /^\d+$/.test(pushback) ? Number(pushback) : undefined;
+    const retryable =
+      outcome.code === status.UNAVAILABLE &&
+      !this.headersReceived &&
+      this.attempts < RETRY.maxAttempts &&
+      (pushback === undefined || pushbackMs !== undefined);
+    if (retryable) {
+      const delay = pushbackMs ?? Math.random() * this.nextBackoffMs;
+      if (pushbackMs === undefined)
+        this.nextBackoffMs = Math.min(this.nextBackoffMs * RETRY.multiplier, RETRY.maxMs);
+      else this.nextBackoffMs = RETRY.initialMs;
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
         this.attempt();
