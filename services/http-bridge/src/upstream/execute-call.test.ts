@@ -14,8 +14,9 @@ import {
 import { atEnd, eventually, startGrpc, testQueryServer } from "../../../../test/helpers.js";
 import { roles } from "../../../../test/roles.js";
 import { fromGrpcError } from "../errors.js";
-import { type ExecuteCall, ExecuteClient, FrameError, MessageFrames } from "./execute-call.js";
+import { type ExecuteCall, ExecuteClient } from "./execute-call.js";
 import { passedOnHeaders } from "./grpc-client.js";
+import { FrameError, MessageFrames } from "./grpc-framing.js";
 
 const t = suite("http-bridge Execute over node:http2");
 
