@@ -152,6 +152,27 @@ function headerMetadata(): Metadata {
   return m;
 }
 
+t("trailers that arrive while the reader is behind lose none of the messages before them", async () => {
+  let sent = false;
+  const server = await testQueryServer((c) => {
+    c.write(HEADER);
+    // 40 small messages fit in one flow-control window: all of them and the trailers arrive at once.
+    for (let i = 0; i < 40; i++) c.write(rows(String(i).padStart(1000, "0")));
+    c.write(FOOTER);
+    c.end();
+    c.on("finish", () => {
+      sent = true;
+    });
+  });
+  const running = call(client(server.target));
+  await eventually(() => sent, 3000, "the server to send everything");
+  // The client reads nothing meanwhile: its buffer fills and the HTTP/2 stream pauses with messages still in it.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const messages = await gather(running);
+  assert.is(messages.length, 42);
+  assert.equal(messages.at(-1), FOOTER);
+});
+
 t("UNAVAILABLE before any headers, twice, then OK: one success after three attempts", async () => {
   let attempts = 0;
   const server = await testQueryServer((c) => {

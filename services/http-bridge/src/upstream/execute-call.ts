@@ -154,6 +154,9 @@ export class ExecuteCall extends Readable {
     this.stream = stream;
     const frames = new MessageFrames();
     let ended: CallStatus | undefined;
+    // Set when what follows cannot be messages (not a gRPC answer, a broken frame). Not by the
+    // trailers: Node emits them on arrival, before DATA still waiting behind a paused stream.
+    let discard = false;
     stream.on("response", (headers, flags) => {
       const httpStatus = Number(headers[":status"]);
       const httpFailure = () =>
@@ -167,12 +170,13 @@ export class ExecuteCall extends Readable {
       this.headersReceived = true;
       if (httpStatus !== 200) {
         ended = httpFailure();
+        discard = true;
         return;
       }
       this.emit("metadata", Metadata.fromHttp2Headers(headers));
     });
     stream.on("data", (chunk: Buffer) => {
-      if (this.done || ended) return;
+      if (this.done || discard) return;
       try {
         for (const bytes of frames.push(chunk)) {
           if (!this.push(ExecuteResponse.decode(bytes))) this.paused = true;
@@ -182,6 +186,7 @@ export class ExecuteCall extends Readable {
           error instanceof FrameError
             ? failed(error.code, error.message)
             : failed(status.INTERNAL, `Failed to parse server response: ${(error as Error).message}`);
+        discard = true;
         stream.close(http2.constants.NGHTTP2_CANCEL);
         return;
       }
