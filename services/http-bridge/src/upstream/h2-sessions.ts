@@ -76,27 +76,31 @@ class Endpoint {
       CONNECT_TIMEOUT_MS,
     );
     connectTimer.unref();
+    let connectedAt = 0;
     session.once("connect", () => {
       clearTimeout(connectTimer);
       if (this.session !== session) return;
       this.ready = true;
-      this.backoffMs = RECONNECT_BACKOFF_MS.initial;
+      connectedAt = Date.now();
       this.keepAlive(session);
       this.changed(false);
     });
     this.dropSession = (why: string) => {
       clearTimeout(connectTimer);
       if (this.session !== session) return;
-      const wasReady = this.ready;
+      // A session that served a while is replaced at once; one that failed early (a refused
+      // connection, a server that hangs up right after the handshake) waits out its backoff.
+      const servedAWhile = this.ready && Date.now() - connectedAt >= RECONNECT_BACKOFF_MS.max;
       this.session = undefined;
       this.ready = false;
       clearInterval(this.pingTimer);
       this.lastError = why;
       // Lets in-flight streams finish (GOAWAY), or tidies up after an error.
       if (!session.closed && !session.destroyed) session.close();
-      // A session that worked is replaced at once; an address that refused waits its backoff.
-      if (!wasReady) this.scheduleReconnect();
-      else if (!this.removed) this.connect();
+      if (servedAWhile) {
+        this.backoffMs = RECONNECT_BACKOFF_MS.initial;
+        this.connect();
+      } else this.scheduleReconnect();
       this.changed(true);
     };
     const drop = this.dropSession;
