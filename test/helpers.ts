@@ -261,3 +261,25 @@ export async function runningStatements(admin: pg.Client, like: string): Promise
   );
   return result.rows[0].n as number;
 }
+
+// ---- a grpc-js server that misbehaves on purpose (the bridge's Execute client) ----
+
+import { Server, ServerCredentials, type ServerWritableStream } from "@grpc/grpc-js";
+import { QueryServiceService } from "../proto/gen/querygate/v1/query.js";
+
+/** A grpc-js server whose Execute runs `execute`; the other methods are UNIMPLEMENTED. */
+export async function testQueryServer(
+  execute: (call: ServerWritableStream<ExecuteRequest, ExecuteResponse>) => void,
+  host = "127.0.0.1",
+  port = 0,
+) {
+  const server = new Server();
+  server.addService(QueryServiceService, { execute });
+  const bound = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (error, p) =>
+      error ? reject(error) : resolve(p),
+    ),
+  );
+  atEnd(async () => server.forceShutdown());
+  return { server, port: bound, target: `${host}:${bound}` };
+}

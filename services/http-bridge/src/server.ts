@@ -6,6 +6,7 @@ import type { Logger } from "../../shared/src/logger.js";
 import type { BridgeConfig } from "./config.js";
 import { BridgeMetrics } from "./metrics.js";
 import { createApp } from "./routes/app.js";
+import { ExecuteClient } from "./upstream/execute-call.js";
 import { createUpstream } from "./upstream/grpc-client.js";
 
 export interface BridgeServer {
@@ -25,10 +26,12 @@ export interface BridgeServer {
 
 export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger): Promise<BridgeServer> {
   const upstream = createUpstream(config.QUERY_GRPC_TARGET);
+  const executeClient = new ExecuteClient(config.QUERY_GRPC_TARGET);
   let draining = false;
   const metrics = new BridgeMetrics();
   const app = createApp({
     upstream,
+    executeClient,
     logger,
     metrics,
     maxBodyBytes: config.MAX_BODY_BYTES,
@@ -78,6 +81,7 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
       server.closeAllConnections();
       await closed;
       upstream.close();
+      executeClient.close();
       logger.info("http-bridge stopped");
     },
   };

@@ -29,6 +29,7 @@ import { type BodyBindings, parseBody, readBody } from "../request/body.js";
 import { callMetadata } from "../request/call-metadata.js";
 import { LSN_HEADER, lsnOf } from "../request/lsn-header.js";
 import { queryBody, toExecuteRequest } from "../request/query-request.js";
+import type { ExecuteClient } from "../upstream/execute-call.js";
 import { cancelWhenClientLeaves, passedOnHeaders } from "../upstream/grpc-client.js";
 import { executeBatch, isBatchBody } from "./batch.js";
 import { chooseFormat, type RowMode } from "./negotiate.js";
@@ -36,7 +37,10 @@ import { registryRoutes } from "./registry.js";
 import { streamedResponse } from "./streamed.js";
 
 export interface BridgeDeps {
+  /** grpc-js: ExecuteBatch and the registry's calls. */
   upstream: QueryServiceClient;
+  /** Execute, the hot call, over bare HTTP/2. */
+  executeClient: ExecuteClient;
   logger: Logger;
   metrics: BridgeMetrics;
   maxBodyBytes: number;
@@ -166,7 +170,7 @@ function footerFields(footer: ResultFooter): string {
 
 /** Starts the gRPC call and cancels it (and so the statement) if the HTTP client goes away. */
 function startCall(c: Context, deps: BridgeDeps, request: ExecuteRequest, metadata: Metadata) {
-  const call = deps.upstream.execute(request, metadata);
+  const call = deps.executeClient.execute(request, metadata);
   cancelWhenClientLeaves(c.req.raw.signal, call);
   return { call, headers: passedOnHeaders(call) };
 }

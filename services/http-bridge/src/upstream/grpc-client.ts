@@ -1,8 +1,10 @@
-// The bridge's one gRPC client to query-grpc. With a `dns:///` target naming a
+// The bridge's grpc-js client to query-grpc, for every method but Execute
+// (execute-call.ts carries that one over bare HTTP/2, with this file's
+// retry policy and size limit). With a `dns:///` target naming a
 // Kubernetes headless Service, round_robin keeps a connection to every pod and
 // spreads calls over them (a plain target would pin one HTTP/2 connection to
 // one pod). Retries cover only calls refused before any statement ran.
-import { type ClientReadableStream, type ClientUnaryCall, credentials, type Metadata } from "@grpc/grpc-js";
+import { credentials, type Metadata } from "@grpc/grpc-js";
 import { QueryServiceClient } from "../../../../proto/gen/querygate/v1/query.js";
 
 /**
@@ -51,16 +53,23 @@ export function createUpstream(target: string): QueryServiceClient {
 }
 
 /**
+ * What the routes use of a call, whichever client made it: grpc-js's calls
+ * (batches, the registry) and execute-call.ts's Execute.
+ */
+export interface UpstreamCall {
+  cancel(): void;
+  once(event: "status", listener: () => void): unknown;
+  once(event: "metadata", listener: (metadata: Metadata) => void): unknown;
+}
+
+/**
  * Cancels `call` (and so its statement) when the HTTP client goes away, and
  * takes the listener off the request's signal as soon as the call has ended,
  * however it ended (its "status" event comes last on success, error and
  * cancel alike). A listener left on the signal keeps the whole call reachable
  * for as long as the signal is, and that can be long after the request.
  */
-export function cancelWhenClientLeaves(
-  signal: AbortSignal,
-  call: ClientUnaryCall | ClientReadableStream<unknown>,
-): void {
+export function cancelWhenClientLeaves(signal: AbortSignal, call: UpstreamCall): void {
   if (signal.aborted) {
     call.cancel();
     return;
@@ -80,9 +89,7 @@ const PASSED_ON = {
  * Collects the headers to pass on from `call`'s response metadata: a replay
  * of an idempotent request says so before any result arrives.
  */
-export function passedOnHeaders(
-  call: ClientUnaryCall | ClientReadableStream<unknown>,
-): Record<string, string> {
+export function passedOnHeaders(call: UpstreamCall): Record<string, string> {
   const headers: Record<string, string> = {};
   call.once("metadata", (metadata: Metadata) => {
     for (const [key, header] of Object.entries(PASSED_ON)) {

@@ -9,14 +9,13 @@ import { request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import type { ClientReadableStream } from "@grpc/grpc-js";
 import { serve } from "@hono/node-server";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import type { ExecuteResponse } from "../../../../proto/gen/querygate/v1/query.js";
 import { atEnd, eventually, postQuery, silentLogger, startGrpc } from "../../../../test/helpers.js";
 import { BridgeMetrics } from "../metrics.js";
 import { createApp } from "../routes/app.js";
+import { type ExecuteCall, ExecuteClient } from "./execute-call.js";
 import { createUpstream } from "./grpc-client.js";
 
 const t = suite("http-bridge request lifetime");
@@ -24,15 +23,17 @@ const t = suite("http-bridge request lifetime");
 /** The bridge app behind the real @hono/node-server, keeping each request's signal and gRPC call. */
 async function instrumentedBridge(target: string) {
   const upstream = createUpstream(target);
-  const calls: Array<WeakRef<ClientReadableStream<ExecuteResponse>>> = [];
-  const execute = upstream.execute.bind(upstream);
-  upstream.execute = ((...args: Parameters<typeof execute>) => {
+  const executeClient = new ExecuteClient(target);
+  const calls: Array<WeakRef<ExecuteCall>> = [];
+  const execute = executeClient.execute.bind(executeClient);
+  executeClient.execute = (...args: Parameters<typeof execute>) => {
     const call = execute(...args);
     calls.push(new WeakRef(call));
     return call;
-  }) as typeof upstream.execute;
+  };
   const app = createApp({
     upstream,
+    executeClient,
     logger: silentLogger,
     metrics: new BridgeMetrics(),
     maxBodyBytes: 1024 * 1024,
@@ -59,6 +60,7 @@ async function instrumentedBridge(target: string) {
       if ("closeAllConnections" in server) server.closeAllConnections();
     });
     upstream.close();
+    executeClient.close();
   });
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return { url, calls, signal: () => lastSignal! };
