@@ -31,6 +31,13 @@ export interface Relay {
   freeze(): void;
   /** freeze(), only for connections whose startup message contains `text` (e.g. their application_name). */
   freezeWhere(text: string): void;
+  /**
+   * How many times clients wrote protocol messages (not startup) so far, on
+   * connections whose startup message does not contain `except` (e.g. the
+   * control connection's application_name): a round trip is one such write,
+   * since query-grpc writes each pipeline at once.
+   */
+  clientWrites(except?: string): number;
   /** Resolves when a client sends COMMIT, after the trap did its part. */
   trapNextCommit(trap: CommitTrap): Promise<TrappedCommit>;
   /** Cuts every connection; new ones go to `port` (a promoted standby). */
@@ -50,6 +57,7 @@ export async function startRelay(firstPort: number): Promise<Relay> {
   let frozen = false;
   let refusing = false;
   let armed: Armed | undefined;
+  const writes = new Map<{ startup: Buffer }, number>();
   const sockets = new Set<Socket>();
   const opened: Array<{ startup: Buffer; freeze(): void }> = [];
   const cutAll = () => {
@@ -89,6 +97,7 @@ export async function startRelay(firstPort: number): Promise<Relay> {
       if (link.startup.length < 1024) link.startup = Buffer.concat([link.startup, chunk]);
       if (frozen || stopped) return;
       const commitAt = scanner.commitAt(chunk);
+      if (scanner.typed) writes.set(link, (writes.get(link) ?? 0) + 1);
       if (commitAt === undefined || !armed) {
         outbound.write(chunk);
         return;
@@ -129,6 +138,12 @@ export async function startRelay(firstPort: number): Promise<Relay> {
     freeze() {
       frozen = true;
     },
+    clientWrites(except) {
+      let total = 0;
+      for (const [link, count] of writes)
+        if (except === undefined || !link.startup.includes(except)) total += count;
+      return total;
+    },
     freezeWhere(text) {
       for (const link of opened) if (link.startup.includes(text)) link.freeze();
     },
@@ -164,6 +179,11 @@ class FrontendScanner {
   /** Stream offset of `pending`'s first byte. */
   private offset = 0;
   private startup = true;
+
+  /** True once the startup message is behind: what follows are typed messages. */
+  get typed(): boolean {
+    return !this.startup;
+  }
 
   /** Consumes `chunk`; returns where in it a Parse of COMMIT begins (negative: in an earlier chunk). */
   commitAt(chunk: Buffer): number | undefined {

@@ -63,6 +63,8 @@ export interface EngineOptions {
 export type TransactionShape = "single" | "open";
 
 export class Engine {
+  private readonly longResults = new LongResults();
+
   constructor(
     private readonly pool: pg.Pool,
     private readonly admission: Admission,
@@ -79,7 +81,15 @@ export class Engine {
     const releaseSlot = await this.admission.acquire(signal);
     try {
       const client = await this.connect(signal);
-      return new Transaction(client, releaseSlot, settings, shape, this.typeNames, this.options);
+      return new Transaction(
+        client,
+        releaseSlot,
+        settings,
+        shape,
+        this.typeNames,
+        this.options,
+        this.longResults,
+      );
     } catch (error) {
       releaseSlot();
       throw error;
@@ -131,6 +141,8 @@ export class Transaction {
   private transactionId: string | undefined;
   /** A "single" transaction's one exchange, while it is still open (ended with Flush). */
   private live: Exchange | undefined;
+  /** A read-only statement sent with its transaction's end (oneTrip): that exchange and those steps. */
+  private sentEnd: { exchange: Exchange; steps: Step[] } | undefined;
   private readonly onClientError = () => {
     this.broken = true;
   };
@@ -142,6 +154,7 @@ export class Transaction {
     private readonly shape: TransactionShape,
     private readonly typeNames: TypeNames,
     private readonly options: EngineOptions,
+    private readonly longResults: LongResults = new LongResults(),
   ) {
     this.timeoutMs = settings.timeoutMs;
     // A connection that breaks emits 'error' on the client; without a listener it would crash the process.
@@ -168,25 +181,11 @@ export class Transaction {
       ? { signal, end() {} }
       : withTimeout(signal, statement.timeoutMs);
     try {
-      const before: Step[] = [];
-      let idStep: number | undefined;
-      if (this.state === "new") {
-        const reset = this.options.resetSession && !takeSessionClean(this.client);
-        for (const sql of transactionSetup(this.settings, reset)) before.push({ sql, role: "setup" });
-        if (this.settings.reportTransactionId && !this.settings.readOnly) {
-          idStep = before.length;
-          before.push({ sql: TRANSACTION_ID_SQL, role: "setup" });
-        }
-        this.state = "open";
+      if (this.oneTripAllowed(statement)) {
+        const footer = await this.oneTrip(statement, sink, bounded.signal, firstBatchRows, started);
+        if (footer) return footer;
       }
-      if (statement.timeoutMs !== this.timeoutMs) {
-        const ms = Math.max(1, Math.trunc(statement.timeoutMs));
-        before.push({
-          sql: `SELECT pg_catalog.set_config('statement_timeout', '${ms}', true)`,
-          role: "setup",
-        });
-        this.timeoutMs = statement.timeoutMs;
-      }
+      const { before, idStep } = this.setupSteps(statement);
       const limit = statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
       // One row past the limit tells a result of exactly `limit` rows from a truncated one.
       const want = (sent: number, batch: number) => Math.min(batch, limit - sent + 1);
@@ -203,17 +202,7 @@ export class Transaction {
       // The header goes out as soon as PostgreSQL described the result, before its rows.
       const fields = await this.wait(first.exchange, first.exchange.fields(first.index), bounded.signal);
       // A lookup on the control connection: the statement's timeout and cancel still hold meanwhile.
-      const names = await untilAborted(
-        this.typeNames.namesFor(fields.map((f) => f.dataTypeID)).catch((error: unknown) => {
-          // The control connection failed, not the statement: unavailable, as a lost connection is.
-          const message = error instanceof Error ? error.message : String(error);
-          throw new QueryFailure(
-            "unavailable",
-            `database unavailable: cannot look up type names (${message})`,
-          );
-        }),
-        bounded.signal,
-      );
+      const names = await untilAborted(this.columnNames(fields), bounded.signal);
       await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), bounded.signal);
       if (idStep !== undefined) {
         const at = first.index - (before.length - idStep);
@@ -264,6 +253,133 @@ export class Transaction {
     }
   }
 
+  /** What goes ahead of a statement: the transaction's set-up if it is new, and its own timeout. */
+  private setupSteps(statement: Statement): { before: Step[]; idStep: number | undefined } {
+    const before: Step[] = [];
+    let idStep: number | undefined;
+    if (this.state === "new") {
+      const reset = this.options.resetSession && !takeSessionClean(this.client);
+      for (const sql of transactionSetup(this.settings, reset)) before.push({ sql, role: "setup" });
+      if (this.settings.reportTransactionId && !this.settings.readOnly) {
+        idStep = before.length;
+        before.push({ sql: TRANSACTION_ID_SQL, role: "setup" });
+      }
+      this.state = "open";
+    }
+    if (statement.timeoutMs !== this.timeoutMs) {
+      const ms = Math.max(1, Math.trunc(statement.timeoutMs));
+      before.push({
+        sql: `SELECT pg_catalog.set_config('statement_timeout', '${ms}', true)`,
+        role: "setup",
+      });
+      this.timeoutMs = statement.timeoutMs;
+    }
+    return { before, idStep };
+  }
+
+  /**
+   * A read-only transaction of one statement ends with ROLLBACK whatever its
+   * statement does, so its end need not wait for the result: set-up,
+   * statement, role guard, ROLLBACK and DISCARD ALL go out in one write and
+   * come back in one answer, a round trip (and a wakeup of each side) fewer.
+   * A statement known to return more than the first batch is left to the
+   * batched exchange: its rows are read in batches, so its end cannot go
+   * out with it.
+   */
+  private oneTripAllowed(statement: Statement): boolean {
+    return (
+      this.shape === "single" &&
+      this.state === "new" &&
+      this.settings.readOnly &&
+      this.settings.ledger === undefined &&
+      !this.longResults.has(statement.sql)
+    );
+  }
+
+  /**
+   * Runs `statement` with its transaction's end (see oneTripAllowed). Its
+   * rows reach the sink only once the statement completed within the first
+   * batch. One with more rows was stopped by the ROLLBACK sent behind it and
+   * nothing of it reached the sink: undefined says to run it the batched way
+   * (remembered, so the next run of that SQL goes there at once).
+   */
+  private async oneTrip(
+    statement: Statement,
+    sink: StatementSink,
+    signal: AbortSignal,
+    firstBatchRows: number,
+    started: number,
+  ): Promise<ResultFooter | undefined> {
+    const { before } = this.setupSteps(statement);
+    const limit = statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
+    // One row past the limit tells a result of exactly `limit` rows from a truncated one.
+    const rows = Math.min(firstBatchRows, limit + 1);
+    const steps: Step[] = [
+      ...before,
+      { sql: statement.sql, values: statement.params, describe: true, rows, role: "statement" },
+      ...this.endSteps(),
+    ];
+    const exchange = new Exchange(steps, "sync");
+    this.client.query(exchange as unknown as pg.QueryConfig);
+    const index = before.length;
+    const result = await this.wait(exchange, exchange.result(index), signal);
+    if (result.suspended && result.rows.length <= limit) {
+      // More rows than one batch: the ROLLBACK behind the statement closed its portal.
+      this.longResults.add(statement.sql);
+      await this.wait(exchange, exchange.done(), signal);
+      if (this.options.resetSession) markSessionClean(this.client);
+      this.state = "new";
+      this.timeoutMs = this.settings.timeoutMs;
+      return undefined;
+    }
+    this.sentEnd = { exchange, steps: steps.slice(index + 1) };
+    const fields = result.fields ?? [];
+    const names = await untilAborted(this.columnNames(fields), signal);
+    await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), signal);
+    const truncated = result.rows.length > limit;
+    const kept = truncated ? result.rows.slice(0, limit) : result.rows;
+    result.rows = [];
+    const batches = [...byteBounded(kept, this.options.maxMessageBytes)].filter((b) => b.length > 0);
+    for (const [i, batch] of batches.entries()) {
+      await untilAborted(sink.rows(batch.map(toRow), i === batches.length - 1), signal);
+    }
+    if (signal.aborted) throw signal.reason;
+    const completed = result.commandTag ?? "";
+    const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${kept.length}` : completed;
+    return {
+      commandTag: tag,
+      command: commandOf(tag),
+      rowCount: String(fields.length > 0 ? kept.length : affectedRows(tag)),
+      truncated,
+      serverTimeMs: performance.now() - started,
+    };
+  }
+
+  /** What ends the transaction: role guard, the ledger's record, COMMIT (ROLLBACK if read-only), DISCARD ALL, afterCommit. */
+  private endSteps(outcome?: StatementOutcome): Step[] {
+    const ending = this.settings.readOnly ? "ROLLBACK" : "COMMIT";
+    const steps: Step[] = [];
+    if (this.settings.role !== undefined) steps.push({ sql: roleGuard(this.settings.role), role: "guard" });
+    // An idempotency key's outcome, recorded in the very transaction it is about (ledger.ts).
+    for (const sql of this.settings.ledger?.record(outcome) ?? []) steps.push({ sql, role: "ledger" });
+    steps.push({ sql: ending, role: "commit" });
+    if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
+    // Read-your-writes positions and the like, on the same connection, after
+    // DISCARD ALL (PostgreSQL refuses DISCARD ALL once another statement ran after COMMIT).
+    const afterCommit = this.settings.readOnly ? [] : (this.settings.afterCommit ?? []);
+    for (const sql of afterCommit) steps.push({ sql, role: "after" });
+    return steps;
+  }
+
+  /** The result's column type names, looked up on the control connection. */
+  private columnNames(fields: pg.FieldDef[]): Promise<Array<string | undefined>> {
+    return this.typeNames.namesFor(fields.map((f) => f.dataTypeID)).catch((error: unknown) => {
+      // The control connection failed, not the statement: unavailable, as a lost connection is.
+      const message = error instanceof Error ? error.message : String(error);
+      throw new QueryFailure("unavailable", `database unavailable: cannot look up type names (${message})`);
+    });
+  }
+
   /**
    * COMMIT, after the role guard, with DISCARD ALL in the same round trip
    * (behind a transaction-mode pooler a separate query could land on another
@@ -280,18 +396,13 @@ export class Transaction {
     }
     if (this.state !== "open") throw new Error(`cannot commit a transaction that is ${this.state}`);
     const ending = this.settings.readOnly ? "ROLLBACK" : "COMMIT";
-    // Read-your-writes positions and the like, on the same connection, after
-    // DISCARD ALL (PostgreSQL refuses DISCARD ALL once another statement ran after COMMIT).
     const afterCommit = this.settings.readOnly ? [] : (this.settings.afterCommit ?? []);
-    const steps: Step[] = [];
-    if (this.settings.role !== undefined) steps.push({ sql: roleGuard(this.settings.role), role: "guard" });
-    // An idempotency key's outcome, recorded in the very transaction it is about (ledger.ts).
-    for (const sql of this.settings.ledger?.record(outcome) ?? []) steps.push({ sql, role: "ledger" });
-    steps.push({ sql: ending, role: "commit" });
-    if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
-    const firstAfter = steps.length;
-    for (const sql of afterCommit) steps.push({ sql, role: "after" });
-    const exchange = this.finalExchange(steps);
+    // Sent already with the statement (oneTrip), or now.
+    const sent = this.sentEnd;
+    this.sentEnd = undefined;
+    const steps = sent?.steps ?? this.endSteps(outcome);
+    const firstAfter = steps.length - afterCommit.length;
+    const exchange = sent?.exchange ?? this.finalExchange(steps);
     // The exchange may have carried the statement too: count from its end.
     const offset = exchange.last - (steps.length - 1);
     let failure: unknown;
@@ -343,6 +454,17 @@ export class Transaction {
    * does not answer in time is closed instead of reused.
    */
   async rollback(): Promise<void> {
+    const sent = this.sentEnd;
+    this.sentEnd = undefined;
+    if (sent && this.state === "open" && !this.broken) {
+      // The ROLLBACK went out with the statement: wait for it rather than send another.
+      if (await settleWithin(sent.exchange.done(), this.options.settleTimeoutMs)) {
+        this.state = "rolled back";
+        if (this.options.resetSession) markSessionClean(this.client);
+        return;
+      }
+      this.broken = true;
+    }
     if (this.state === "open" && !this.broken) {
       const steps: Step[] = [{ sql: "ROLLBACK", role: "commit" }];
       if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
@@ -474,6 +596,43 @@ function column(f: pg.FieldDef, typeName: string | undefined): Column {
     columnNumber: f.columnID,
     typeModifier: f.dataTypeModifier,
   };
+}
+
+/**
+ * SQL texts whose read-only result outgrew the first batch: the next run goes
+ * straight to the batched exchange instead of being tried in one trip again.
+ */
+class LongResults {
+  private static readonly MAX = 1000;
+  private readonly texts = new Set<string>();
+
+  has(sql: string): boolean {
+    return this.texts.has(sql);
+  }
+
+  add(sql: string): void {
+    if (this.texts.size >= LongResults.MAX) this.texts.clear();
+    this.texts.add(sql);
+  }
+}
+
+/** True if `work` succeeded within `ms`; false if it failed or took longer. */
+async function settleWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => false,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -1,0 +1,118 @@
+// A read-only Execute goes to PostgreSQL with its transaction's end in the
+// same write (engine.ts oneTrip): one round trip instead of two, where the
+// result fits in the first batch. The relay (test/relay.ts) counts the
+// writes query-grpc makes to PostgreSQL; the results must be the batched
+// path's, whatever their size.
+import type pg from "pg";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import {
+  adminClient,
+  database,
+  execute,
+  executeError,
+  grpcClient,
+  startGrpc,
+} from "../../../../test/helpers.js";
+import { type Relay, startRelay } from "../../../../test/relay.js";
+
+const t = suite("a read-only statement sent with its transaction's end");
+
+let admin: pg.Client;
+let relay: Relay;
+let client: ReturnType<typeof grpcClient>;
+
+t.before(async () => {
+  admin = await adminClient();
+  await admin.query("create table one_trip (id int primary key, label text)");
+  await admin.query("insert into one_trip select g, 'row ' || g from generate_series(1, 500) g");
+  const db = await database();
+  relay = await startRelay(db.port);
+  // One pooled connection, so every call's writes are the ones counted.
+  const grpc = await startGrpc({ DATABASE_URL: relay.via(db.url), POOL_MAX: "1" });
+  client = grpcClient(grpc.target);
+  // The column types' names, looked up once on the control connection (also relayed), are known from here on.
+  await execute(client, { sql: "select id, label from one_trip where id = 1" });
+});
+
+t.after(async () => {
+  await admin.query("drop table one_trip");
+  await admin.end();
+});
+
+/** The writes query-grpc made to PostgreSQL for one call (not counting the control connection's health probes). */
+async function writesFor(call: () => Promise<unknown>): Promise<number> {
+  const before = relay.clientWrites("querygate-control");
+  await call();
+  return relay.clientWrites("querygate-control") - before;
+}
+
+t("reaches PostgreSQL in one write when its result fits in the first batch", async () => {
+  let rows: Array<Array<string | null>> = [];
+  const readOnly = await writesFor(async () => {
+    ({ rows } = await execute(client, {
+      sql: "select id, label from one_trip where id = $1",
+      params: [{ textValue: "7" }],
+      options: { readOnly: true },
+    }));
+  });
+  assert.equal(rows, [["7", "row 7"]]);
+  assert.is(readOnly, 1, "set-up, statement and ROLLBACK in one write");
+  const readWrite = await writesFor(() =>
+    execute(client, { sql: "select id from one_trip where id = $1", params: [{ textValue: "7" }] }),
+  );
+  assert.is(readWrite, 2, "a transaction that may write still commits only after its result");
+});
+
+t("gives a result longer than the first batch whole, and runs it batched from then on", async () => {
+  const sql = "select id, label from one_trip order by id";
+  const first = await execute(client, { sql, options: { readOnly: true } });
+  assert.is(first.rows.length, 500);
+  assert.equal(first.rows[499], ["500", "row 500"]);
+  assert.is(first.footer?.rowCount, "500");
+  assert.is(first.footer?.truncated, false);
+  assert.is(first.messages.filter((m) => m.header).length, 1, "one header, not one per try");
+  const again = await execute(client, { sql, options: { readOnly: true } });
+  assert.equal(again.rows, first.rows);
+});
+
+t("truncates at maxRows in one write", async () => {
+  let result: Awaited<ReturnType<typeof execute>> | undefined;
+  const writes = await writesFor(async () => {
+    result = await execute(client, {
+      sql: "select id from one_trip order by id",
+      options: { readOnly: true, maxRows: "5" },
+    });
+  });
+  assert.equal(
+    result?.rows.map((r) => r[0]),
+    ["1", "2", "3", "4", "5"],
+  );
+  assert.is(result?.footer?.truncated, true);
+  assert.is(result?.footer?.rowCount, "5");
+  assert.is(writes, 1);
+});
+
+t("fails with the statement's SQLSTATE and leaves the connection fit for the next call", async () => {
+  const failure = await executeError(client, {
+    sql: "select 1 / (id - id) from one_trip",
+    options: { readOnly: true },
+  });
+  assert.is(failure.error?.sqlstate, "22012");
+  const refused = await executeError(client, {
+    sql: "insert into one_trip values (1000, 'x')",
+    options: { readOnly: true },
+  });
+  assert.is(refused.error?.sqlstate, "25006");
+  const { rows } = await execute(client, {
+    sql: "select count(*) from one_trip",
+    options: { readOnly: true },
+  });
+  assert.equal(rows, [["500"]]);
+  const { rows: settings } = await execute(client, {
+    sql: "select current_setting('transaction_read_only'), current_setting('statement_timeout') <> '0'",
+  });
+  assert.equal(settings, [["off", "t"]], "the next transaction is read-write again");
+});
+
+t.run();
