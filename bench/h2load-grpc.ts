@@ -7,11 +7,15 @@ import { ExecuteRequest } from "../proto/gen/querygate/v1/query.js";
 
 export const EXECUTE_PATH = "/querygate.v1.QueryService/Execute";
 
-/** The body of an Execute call with text parameters, framed. */
-export function executeBody(sql: string, params: string[]): Buffer {
+/** The body of an Execute call with text parameters, framed; `readOnly` asks for a read-only transaction. */
+export function executeBody(sql: string, params: string[], readOnly = false): Buffer {
   return frame(
     ExecuteRequest.encode(
-      ExecuteRequest.fromPartial({ sql, params: params.map((textValue) => ({ textValue })) }),
+      ExecuteRequest.fromPartial({
+        sql,
+        params: params.map((textValue) => ({ textValue })),
+        ...(readOnly ? { options: { readOnly: true } } : {}),
+      }),
     ).finish(),
   );
 }

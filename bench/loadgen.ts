@@ -162,39 +162,44 @@ export async function loadgenPhase(ctx: LoadgenContext): Promise<LoadgenResults>
     }
     if (tools.h2load) {
       const h2loadPath = tools.h2load;
-      const bodyFile = join(scratch, "execute.bin");
-      // One body for every request: h2load cannot vary it, so every call reads the same row.
-      const body = executeBody(peerLookupSql("$1"), [String(Math.ceil(ctx.lookupRows / 2))]);
-      writeFileSync(bodyFile, body);
       const url = `http://127.0.0.1:${grpc.port}${EXECUTE_PATH}`;
       let runs = 0;
-      paths.push({
-        key: "grpc",
-        label: "gRPC Execute (h2load)",
-        tool: "h2load",
-        cpu: [queryGrpc, postgres],
-        check: () => executeOnce(grpc.port, body),
-        once: async (seconds) => {
-          const failedBefore = await executeFailures(metricsPort);
-          const result = await h2load(h2loadPath, {
-            url,
-            connections: ctx.connections,
-            seconds,
-            bodyFile,
-            logFile: join(scratch, `h2load-${runs++}.log`),
-          });
-          // A gRPC error is an HTTP 200 to h2load: count them where query-grpc does.
-          // (A call h2load gave up on when its time was up may have failed too: hence the floor.)
-          const failed = (await executeFailures(metricsPort)) - failedBefore;
-          const requests = Math.max(0, result.requests - failed);
-          return {
-            ...result,
-            requests,
-            errors: result.errors + failed,
-            perSecond: requests / result.seconds,
-          };
-        },
-      });
+      const viaH2load = (key: "grpc" | "grpcReadOnly", label: string, readOnly: boolean): LoadgenPath => {
+        const bodyFile = join(scratch, `${key}.bin`);
+        // One body for every request: h2load cannot vary it, so every call reads the same row.
+        const body = executeBody(peerLookupSql("$1"), [String(Math.ceil(ctx.lookupRows / 2))], readOnly);
+        writeFileSync(bodyFile, body);
+        return {
+          key,
+          label,
+          tool: "h2load",
+          cpu: [queryGrpc, postgres],
+          check: () => executeOnce(grpc.port, body),
+          once: async (seconds) => {
+            const failedBefore = await executeFailures(metricsPort);
+            const result = await h2load(h2loadPath, {
+              url,
+              connections: ctx.connections,
+              seconds,
+              bodyFile,
+              logFile: join(scratch, `h2load-${runs++}.log`),
+            });
+            // A gRPC error is an HTTP 200 to h2load: count them where query-grpc does.
+            // (A call h2load gave up on when its time was up may have failed too: hence the floor.)
+            const failed = (await executeFailures(metricsPort)) - failedBefore;
+            const requests = Math.max(0, result.requests - failed);
+            return {
+              ...result,
+              requests,
+              errors: result.errors + failed,
+              perSecond: requests / result.seconds,
+            };
+          },
+        };
+      };
+      paths.push(viaH2load("grpc", "gRPC Execute (h2load)", false));
+      // A read-only caller's transaction ends with ROLLBACK sent with its statement: one round trip.
+      paths.push(viaH2load("grpcReadOnly", "gRPC Execute, read-only (h2load)", true));
     }
 
     return {

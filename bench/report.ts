@@ -52,6 +52,8 @@ export interface LoadgenResults {
   bridge?: GeneratorStats;
   bridgeParams?: GeneratorStats;
   grpc?: GeneratorStats;
+  /** The same Execute asking for a read-only transaction (its ROLLBACK goes out with the statement). */
+  grpcReadOnly?: GeneratorStats;
 }
 
 /**

@@ -167,6 +167,7 @@ const LOADGEN_ROWS = [
   ["bridge", "bridge (wrk, Flask's body)"],
   ["bridgeParams", "bridge (wrk, $1 + params)"],
   ["grpc", "gRPC Execute (h2load)"],
+  ["grpcReadOnly", "gRPC read-only (h2load)"],
 ] as const;
 
 function loadgenTable(
