@@ -1,8 +1,9 @@
-// A read-only Execute goes to PostgreSQL with its transaction's end in the
-// same write (engine.ts oneTrip): one round trip instead of two, where the
-// result fits in the first batch. The relay (test/relay.ts) counts the
-// writes query-grpc makes to PostgreSQL; the results must be the batched
-// path's, whatever their size.
+// An Execute that cannot write — read-only, or a statement classified read
+// that is checked to have written nothing — goes to PostgreSQL with its
+// transaction's ROLLBACK in the same write (engine.ts oneTrip): one round
+// trip instead of two, where the result fits in the first batch. The relay
+// (test/relay.ts) counts the writes query-grpc makes to PostgreSQL; the
+// results, and what a statement writes, must be the batched path's.
 import type pg from "pg";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
@@ -16,7 +17,7 @@ import {
 } from "../../../../test/helpers.js";
 import { type Relay, startRelay } from "../../../../test/relay.js";
 
-const t = suite("a read-only statement sent with its transaction's end");
+const t = suite("a statement that cannot write, sent with its transaction's end");
 
 let admin: pg.Client;
 let relay: Relay;
@@ -26,6 +27,11 @@ t.before(async () => {
   admin = await adminClient();
   await admin.query("create table one_trip (id int primary key, label text)");
   await admin.query("insert into one_trip select g, 'row ' || g from generate_series(1, 500) g");
+  await admin.query("create table one_trip_log (at timestamptz default now())");
+  // A SELECT that writes through a function: classified read, it must still commit, once.
+  await admin.query(
+    "create function one_trip_log_it() returns bigint language sql as $$ insert into one_trip_log default values; select count(*) from one_trip_log $$",
+  );
   const db = await database();
   relay = await startRelay(db.port);
   // One pooled connection, so every call's writes are the ones counted.
@@ -36,7 +42,7 @@ t.before(async () => {
 });
 
 t.after(async () => {
-  await admin.query("drop table one_trip");
+  await admin.query("drop function one_trip_log_it(); drop table one_trip, one_trip_log");
   await admin.end();
 });
 
@@ -58,10 +64,29 @@ t("reaches PostgreSQL in one write when its result fits in the first batch", asy
   });
   assert.equal(rows, [["7", "row 7"]]);
   assert.is(readOnly, 1, "set-up, statement and ROLLBACK in one write");
-  const readWrite = await writesFor(() =>
-    execute(client, { sql: "select id from one_trip where id = $1", params: [{ textValue: "7" }] }),
-  );
-  assert.is(readWrite, 2, "a transaction that may write still commits only after its result");
+  const readWrite = await writesFor(async () => {
+    ({ rows } = await execute(client, {
+      sql: "select id, label from one_trip where id = $1",
+      params: [{ textValue: "8" }],
+    }));
+  });
+  assert.equal(rows, [["8", "row 8"]]);
+  assert.is(readWrite, 1, "a read-write caller's SELECT that wrote nothing: one write too");
+  const insert = await writesFor(() => execute(client, { sql: "insert into one_trip values (900, 'x')" }));
+  assert.is(insert, 2, "a write commits only after its result");
+  await admin.query("delete from one_trip where id = 900");
+});
+
+t("runs a SELECT that wrote through a function again, batched, and commits its write once", async () => {
+  const { rows: first } = await execute(client, { sql: "select one_trip_log_it()" });
+  assert.equal(first, [["1"]], "the answer of the run that committed");
+  assert.equal((await admin.query("select count(*)::int as n from one_trip_log")).rows, [{ n: 1 }]);
+  const again = await writesFor(async () => {
+    const { rows } = await execute(client, { sql: "select one_trip_log_it()" });
+    assert.equal(rows, [["2"]]);
+  });
+  assert.is(again, 2, "known to write: batched at once, no try with a ROLLBACK first");
+  assert.equal((await admin.query("select count(*)::int as n from one_trip_log")).rows, [{ n: 2 }]);
 });
 
 t("gives a result longer than the first batch whole, and runs it batched from then on", async () => {

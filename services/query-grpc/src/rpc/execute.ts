@@ -91,6 +91,8 @@ export async function handleExecute(
     settings.ledger = keyed?.hook;
     // A statement that may write names its transaction if COMMIT's answer is lost.
     settings.reportTransactionId = classification.kinds.some((kind) => kind !== "read");
+    // One classified read can go with a ROLLBACK, checked to have written nothing (engine.ts oneTrip).
+    settings.readKind = classification.kinds.every((kind) => kind === "read");
     const writer = streamWriter(
       call,
       signal,
@@ -106,7 +108,6 @@ export async function handleExecute(
         writer.attempt();
         const transaction = await engines.engine.open(chosen, signal, "single");
         try {
-          writer.accepted();
           const footer = await transaction.run(statement, writer, signal, deps.firstBatchRows);
           if (signal.aborted) throw signal.reason;
           const outcome = {
@@ -208,8 +209,6 @@ function executeRequest(
 
 /** Where Execute's result goes: the statement's header and rows, then its footer once committed. */
 interface ResultWriter extends StatementSink {
-  /** Called once, just before the first SQL goes to PostgreSQL. */
-  accepted(): void;
   footer(footer: ResultFooter): Promise<void>;
   /** A (re)try of the statement begins: whatever an earlier try held back is dropped. */
   attempt(): void;
@@ -278,9 +277,11 @@ function streamWriter(
     for (const message of messages) call.write(message);
   };
   return {
-    // With an idempotency key they wait for the result, i.e. for the claim to
-    // succeed, since a replay's headers say so; a retry is safe then anyway.
-    accepted: () => {
+    // The headers go out before anything that may commit, so a client's retry
+    // policy (no retry once headers arrived) cannot run a write twice. With an
+    // idempotency key they wait for the result, i.e. for the claim to succeed,
+    // since a replay's headers say so; a retry is safe then anyway.
+    mayCommit: () => {
       if (!readOnly && !recorder) sendHeaders();
     },
     attempt: () => {
