@@ -24,7 +24,6 @@ import {
   type TransactionSettings,
   transactionFailure,
   transactionSetup,
-  WROTE_NOTHING_CHECK,
 } from "./transaction.js";
 import type { TypeNames } from "./type-names.js";
 
@@ -148,7 +147,7 @@ export class Transaction {
   private transactionId: string | undefined;
   /** A "single" transaction's one exchange, while it is still open (ended with Flush). */
   private live: Exchange | undefined;
-  /** A statement sent with its transaction's ROLLBACK (oneTrip): that exchange and those steps. */
+  /** A read-only statement sent with its transaction's end (oneTrip): that exchange and those steps. */
   private sentEnd: { exchange: Exchange; steps: Step[] } | undefined;
   private readonly onClientError = () => {
     this.broken = true;
@@ -286,32 +285,32 @@ export class Transaction {
   }
 
   /**
-   * A transaction that cannot write ends with ROLLBACK whatever its statement
-   * does, so its end need not wait for the result: set-up, statement, role
-   * guard, ROLLBACK and DISCARD ALL go out in one write and come back in one
-   * answer, a round trip (and a wakeup of each side) fewer. That holds for a
-   * read-only transaction, and for a statement classified read in any
-   * transaction, checked to have written nothing (WROTE_NOTHING_CHECK), since
-   * then ROLLBACK ends it as COMMIT would. A statement that once returned more
-   * than the first batch, or wrote, is left to the batched exchange.
+   * A read-only transaction of one statement ends with ROLLBACK whatever its
+   * statement does, so its end need not wait for the result: set-up,
+   * statement, role guard, ROLLBACK and DISCARD ALL go out in one write and
+   * come back in one answer, a round trip (and a wakeup of each side) fewer.
+   * A statement known to return more than the first batch is left to the
+   * batched exchange: its rows are read in batches, so its end cannot go
+   * out with it. (A read-write caller's SELECT cannot go this way even when
+   * it wrote nothing: a NOTIFY it sent, through pg_notify, leaves no trace
+   * SQL can see and is sent only by COMMIT.)
    */
   private oneTripAllowed(statement: Statement): boolean {
     return (
       this.shape === "single" &&
       this.state === "new" &&
-      (this.settings.readOnly || this.settings.readKind === true) &&
+      this.settings.readOnly &&
       this.settings.ledger === undefined &&
       !this.batchedOnly.has(statement.sql)
     );
   }
 
   /**
-   * Runs `statement` with its transaction's ROLLBACK (see oneTripAllowed).
-   * Its rows reach the sink only once the statement completed within the
-   * first batch and, if it could write, was seen to write nothing. Otherwise
-   * nothing of it reached the sink, whatever it did was rolled back, and
-   * undefined says to run it the batched way (remembered, so the next run of
-   * that SQL goes there at once).
+   * Runs `statement` with its transaction's end (see oneTripAllowed). Its
+   * rows reach the sink only once the statement completed within the first
+   * batch. One with more rows was stopped by the ROLLBACK sent behind it and
+   * nothing of it reached the sink: undefined says to run it the batched way
+   * (remembered, so the next run of that SQL goes there at once).
    */
   private async oneTrip(
     statement: Statement,
@@ -320,12 +319,11 @@ export class Transaction {
     firstBatchRows: number,
     started: number,
   ): Promise<ResultFooter | undefined> {
-    const speculative = !this.settings.readOnly;
     const { before } = this.setupSteps(statement);
     const limit = statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
     // One row past the limit tells a result of exactly `limit` rows from a truncated one.
     const rows = Math.min(firstBatchRows, limit + 1);
-    const ending = this.endSteps(undefined, speculative);
+    const ending = this.endSteps();
     const steps: Step[] = [
       ...before,
       { sql: statement.sql, values: statement.params, describe: true, rows, role: "statement" },
@@ -335,19 +333,13 @@ export class Transaction {
     this.client.query(exchange as unknown as pg.QueryConfig);
     const index = before.length;
     const result = await this.wait(exchange, exchange.result(index), signal);
-    // More rows than one batch: the steps behind the statement closed its portal.
-    let again = result.suspended && result.rows.length <= limit;
-    if (!again && speculative) {
-      try {
-        await this.wait(exchange, exchange.result(index + 1), signal);
-      } catch (error) {
-        if (exchange.failedIn !== "check") throw error;
-        again = true; // it wrote: PostgreSQL skipped the ROLLBACK behind the check
-      }
-    }
-    if (again) {
+    if (result.suspended && result.rows.length <= limit) {
+      // More rows than one batch: the ROLLBACK behind the statement closed its portal.
       this.batchedOnly.add(statement.sql);
-      await this.settleForAgain(exchange, signal);
+      await this.wait(exchange, exchange.done(), signal);
+      if (this.options.resetSession) markSessionClean(this.client);
+      this.state = "new";
+      this.timeoutMs = this.settings.timeoutMs;
       return undefined;
     }
     this.sentEnd = { exchange, steps: ending };
@@ -373,37 +365,10 @@ export class Transaction {
     };
   }
 
-  /**
-   * After a one-trip try that must run again: its ROLLBACK and DISCARD ALL
-   * done (sent now if a failed check made PostgreSQL skip them), the
-   * transaction is new again.
-   */
-  private async settleForAgain(exchange: Exchange, signal: AbortSignal): Promise<void> {
-    try {
-      await this.wait(exchange, exchange.done(), signal);
-    } catch (error) {
-      if (exchange.failedIn !== "check") throw error;
-      const steps: Step[] = [{ sql: "ROLLBACK", role: "commit" }];
-      if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
-      const rollback = new Exchange(steps, "sync");
-      this.client.query(rollback as unknown as pg.QueryConfig);
-      await this.wait(rollback, rollback.done(), signal);
-    }
-    if (this.options.resetSession) markSessionClean(this.client);
-    this.state = "new";
-    this.timeoutMs = this.settings.timeoutMs;
-  }
-
-  /**
-   * What ends the transaction: role guard, the ledger's record, COMMIT
-   * (ROLLBACK if read-only), DISCARD ALL, afterCommit. `speculative`: a
-   * statement classified read, sent with a ROLLBACK and the check that it wrote nothing.
-   */
-  private endSteps(outcome?: StatementOutcome, speculative = false): Step[] {
-    const rollback = this.settings.readOnly || speculative;
-    const ending = rollback ? "ROLLBACK" : "COMMIT";
+  /** What ends the transaction: role guard, the ledger's record, COMMIT (ROLLBACK if read-only), DISCARD ALL, afterCommit. */
+  private endSteps(outcome?: StatementOutcome): Step[] {
+    const ending = this.settings.readOnly ? "ROLLBACK" : "COMMIT";
     const steps: Step[] = [];
-    if (speculative) steps.push({ sql: WROTE_NOTHING_CHECK, role: "check" });
     if (this.settings.role !== undefined) steps.push({ sql: roleGuard(this.settings.role), role: "guard" });
     // An idempotency key's outcome, recorded in the very transaction it is about (ledger.ts).
     for (const sql of this.settings.ledger?.record(outcome) ?? []) steps.push({ sql, role: "ledger" });
@@ -411,7 +376,7 @@ export class Transaction {
     if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
     // Read-your-writes positions and the like, on the same connection, after
     // DISCARD ALL (PostgreSQL refuses DISCARD ALL once another statement ran after COMMIT).
-    const afterCommit = rollback ? [] : (this.settings.afterCommit ?? []);
+    const afterCommit = this.settings.readOnly ? [] : (this.settings.afterCommit ?? []);
     for (const sql of afterCommit) steps.push({ sql, role: "after" });
     return steps;
   }
@@ -440,12 +405,11 @@ export class Transaction {
       return [];
     }
     if (this.state !== "open") throw new Error(`cannot commit a transaction that is ${this.state}`);
-    // Sent already with the statement (oneTrip, always a ROLLBACK), or now.
+    const ending = this.settings.readOnly ? "ROLLBACK" : "COMMIT";
+    const afterCommit = this.settings.readOnly ? [] : (this.settings.afterCommit ?? []);
+    // Sent already with the statement (oneTrip), or now.
     const sent = this.sentEnd;
     this.sentEnd = undefined;
-    const nothingToCommit = this.settings.readOnly || sent !== undefined;
-    const ending = nothingToCommit ? "ROLLBACK" : "COMMIT";
-    const afterCommit = nothingToCommit ? [] : (this.settings.afterCommit ?? []);
     const steps = sent?.steps ?? this.endSteps(outcome);
     const firstAfter = steps.length - afterCommit.length;
     const exchange = sent?.exchange ?? this.finalExchange(steps);
@@ -462,7 +426,7 @@ export class Transaction {
     const unanswered = failure !== undefined && answer === undefined;
     // A read-only transaction has nothing to commit: once its statement ran,
     // only a failed role guard can still fail it.
-    const readOnlyEnd = nothingToCommit && exchange.failedIn !== "guard";
+    const readOnlyEnd = this.settings.readOnly && exchange.failedIn !== "guard";
     if (unanswered && !readOnlyEnd) {
       if (!exchange.submitted) {
         const message = failure instanceof Error ? failure.message : String(failure);
@@ -645,9 +609,8 @@ function column(f: pg.FieldDef, typeName: string | undefined): Column {
 }
 
 /**
- * SQL texts that did not fit one trip (a result longer than the first batch,
- * or a statement classified read that wrote): the next run goes straight to
- * the batched exchange instead of being tried in one trip again.
+ * SQL texts whose read-only result outgrew the first batch: the next run goes
+ * straight to the batched exchange instead of being tried in one trip again.
  */
 class BatchedOnly {
   private static readonly MAX = 1000;

@@ -27,7 +27,7 @@ import type { RawRow } from "../results/rows.js";
 export type ParamValue = string | Buffer | null;
 
 /** What a step is for: where an error strikes decides what it means (transaction.ts). */
-export type StepRole = "setup" | "statement" | "check" | "guard" | "ledger" | "commit" | "after";
+export type StepRole = "setup" | "statement" | "guard" | "ledger" | "commit" | "after";
 
 export type Step =
   /** Parse, Bind into the unnamed portal, optionally Describe, Execute up to `rows` rows (0 = all). */

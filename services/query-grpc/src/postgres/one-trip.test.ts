@@ -1,15 +1,15 @@
-// An Execute that cannot write — read-only, or a statement classified read
-// that is checked to have written nothing — goes to PostgreSQL with its
-// transaction's ROLLBACK in the same write (engine.ts oneTrip): one round
-// trip instead of two, where the result fits in the first batch. The relay
-// (test/relay.ts) counts the writes query-grpc makes to PostgreSQL; the
-// results, and what a statement writes, must be the batched path's.
+// A read-only Execute goes to PostgreSQL with its transaction's ROLLBACK in
+// the same write (engine.ts oneTrip): one round trip instead of two, where
+// the result fits in the first batch. The relay (test/relay.ts) counts the
+// writes query-grpc makes to PostgreSQL; the results must be the batched
+// path's, and a read-write caller's SELECT keeps its COMMIT.
 import type pg from "pg";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
   adminClient,
   database,
+  eventually,
   execute,
   executeError,
   grpcClient,
@@ -17,7 +17,7 @@ import {
 } from "../../../../test/helpers.js";
 import { type Relay, startRelay } from "../../../../test/relay.js";
 
-const t = suite("a statement that cannot write, sent with its transaction's end");
+const t = suite("a read-only statement sent with its transaction's end");
 
 let admin: pg.Client;
 let relay: Relay;
@@ -71,22 +71,36 @@ t("reaches PostgreSQL in one write when its result fits in the first batch", asy
     }));
   });
   assert.equal(rows, [["8", "row 8"]]);
-  assert.is(readWrite, 1, "a read-write caller's SELECT that wrote nothing: one write too");
-  const insert = await writesFor(() => execute(client, { sql: "insert into one_trip values (900, 'x')" }));
-  assert.is(insert, 2, "a write commits only after its result");
-  await admin.query("delete from one_trip where id = 900");
+  assert.is(readWrite, 2, "a read-write caller's SELECT commits only after its result");
 });
 
-t("runs a SELECT that wrote through a function again, batched, and commits its write once", async () => {
-  const { rows: first } = await execute(client, { sql: "select one_trip_log_it()" });
-  assert.equal(first, [["1"]], "the answer of the run that committed");
-  assert.equal((await admin.query("select count(*)::int as n from one_trip_log")).rows, [{ n: 1 }]);
-  const again = await writesFor(async () => {
+// Why a read-write caller's SELECT is not sent with a ROLLBACK even when it
+// wrote nothing (no transaction id): a NOTIFY leaves no trace SQL can see.
+t(
+  "delivers the NOTIFY of a read-write caller's SELECT: it writes nothing, and only COMMIT sends it",
+  async () => {
+    const listener = await adminClient();
+    const heard: string[] = [];
+    listener.on("notification", (n) => heard.push(n.payload ?? ""));
+    await listener.query("listen one_trip");
+    const token = `t${Date.now()}`;
+    await execute(client, { sql: "select pg_notify('one_trip', $1)", params: [{ textValue: token }] });
+    await eventually(async () => heard.includes(token), 5000, "the notification");
+    await listener.end();
+  },
+);
+
+t("commits a SELECT that writes through a function, once per call", async () => {
+  for (const expected of [1, 2]) {
     const { rows } = await execute(client, { sql: "select one_trip_log_it()" });
-    assert.equal(rows, [["2"]]);
+    assert.equal(rows, [[String(expected)]]);
+    assert.equal((await admin.query("select count(*)::int as n from one_trip_log")).rows, [{ n: expected }]);
+  }
+  const refused = await executeError(client, {
+    sql: "select one_trip_log_it()",
+    options: { readOnly: true },
   });
-  assert.is(again, 2, "known to write: batched at once, no try with a ROLLBACK first");
-  assert.equal((await admin.query("select count(*)::int as n from one_trip_log")).rows, [{ n: 2 }]);
+  assert.is(refused.error?.sqlstate, "25006", "read-only, in one write or not, cannot write");
 });
 
 t("gives a result longer than the first batch whole, and runs it batched from then on", async () => {

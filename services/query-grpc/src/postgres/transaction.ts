@@ -38,12 +38,6 @@ export interface TransactionSettings {
   reportTransactionId?: boolean | undefined;
   /** A request with an idempotency key: the ledger's statements (ledger.ts). */
   ledger?: LedgerHook | undefined;
-  /**
-   * The statement is classified read: it can write only through functions it
-   * calls, and then it is given a transaction id. A transaction given none
-   * wrote nothing, so ROLLBACK ends it as COMMIT would (engine.ts oneTrip).
-   */
-  readKind?: boolean | undefined;
 }
 
 /**
@@ -113,17 +107,6 @@ export function replicaGuard(lsn: string): string {
 export function roleGuard(role: string): string {
   return `SELECT CASE WHEN current_user = ${quoteLiteral(role)} THEN 0 ELSE ('querygate role guard: role changed to ' || current_user)::int END`;
 }
-
-/**
- * Fails (22P02) if the transaction was given an id, i.e. its statement wrote
- * something (through a function: it is classified read). Run behind such a
- * statement sent with a ROLLBACK, it tells a result that may be answered as
- * it is (nothing was written, so nothing is lost by not committing) from one
- * whose statement must run again, batched, with a COMMIT. The failing cast
- * reads the transaction id so the planner cannot fold it in advance.
- */
-export const WROTE_NOTHING_CHECK =
-  "SELECT CASE WHEN pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN 0 ELSE ('querygate: the statement wrote in transaction ' || pg_catalog.pg_current_xact_id_if_assigned()::text)::int END";
 
 /**
  * Gives the transaction its id at the start (a write would take one anyway)

@@ -91,8 +91,6 @@ export async function handleExecute(
     settings.ledger = keyed?.hook;
     // A statement that may write names its transaction if COMMIT's answer is lost.
     settings.reportTransactionId = classification.kinds.some((kind) => kind !== "read");
-    // One classified read can go with a ROLLBACK, checked to have written nothing (engine.ts oneTrip).
-    settings.readKind = classification.kinds.every((kind) => kind === "read");
     const writer = streamWriter(
       call,
       signal,
