@@ -21,10 +21,7 @@ import {
 } from "@grpc/grpc-js";
 import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
-import {
-  MAX_RESULT_MESSAGE_BYTES,
-  SERVICE_CONFIG,
-} from "../services/http-bridge/src/upstream/grpc-client.js";
+import { UPSTREAM_CHANNEL_OPTIONS } from "../services/http-bridge/src/upstream/grpc-client.js";
 import { loadConfig } from "../services/query-grpc/src/config.js";
 import { EXECUTE_PATH, frame } from "./h2load-grpc.js";
 
@@ -94,17 +91,6 @@ function queryGrpcServerOptions() {
   };
 }
 
-/** The bridge's client options (upstream/grpc-client.ts createUpstream), retry policy included. */
-const BRIDGE_CLIENT_OPTIONS = {
-  "grpc.max_receive_message_length": MAX_RESULT_MESSAGE_BYTES,
-  "grpc.keepalive_time_ms": 30_000,
-  "grpc.service_config": JSON.stringify(SERVICE_CONFIG),
-  "grpc.initial_reconnect_backoff_ms": 200,
-  "grpc.max_reconnect_backoff_ms": 2000,
-  "grpc.dns_min_time_between_resolutions_ms": 1000,
-  "grpc.enable_channelz": 0,
-};
-
 async function emptyGrpcJsServer(): Promise<FloorServer> {
   const server = new Server(queryGrpcServerOptions());
   server.addService(
@@ -166,7 +152,7 @@ interface Upstream {
 
 function grpcJsUpstream(target: string): Upstream {
   const Client = makeGenericClientConstructor({ Execute: RAW_EXECUTE }, "QueryService");
-  const client = new Client(target, credentials.createInsecure(), BRIDGE_CLIENT_OPTIONS);
+  const client = new Client(target, credentials.createInsecure(), UPSTREAM_CHANNEL_OPTIONS);
   const execute = client.Execute as (message: Buffer) => ClientReadableStream<Buffer>;
   return {
     call: (message) =>

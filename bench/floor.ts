@@ -124,30 +124,34 @@ export async function floorPhase(ctx: FloorContext): Promise<FloorResults> {
         ...viaWrk(hono.port),
       });
       // Each Hono its own empty grpc-js server, so no path's figure holds another's connections.
-      const behindGrpcJs = await start("grpc-js", "grpc-js-behind-grpc-js-client");
-      const honoGrpcJs = await start("hono-grpc-js", "hono-grpc-js", behindGrpcJs);
-      paths.push({
-        key: "honoGrpcJs",
-        label: "Hono → grpc-js client → empty grpc-js server",
-        tool: "wrk",
-        cpu: [
-          processCpu("Hono + grpc-js client", honoGrpcJs.pid),
-          processCpu("grpc-js server", behindGrpcJs.pid),
-        ],
-        ...viaWrk(honoGrpcJs.port),
-      });
-      const behindHttp2 = await start("grpc-js", "grpc-js-behind-http2-client");
-      const honoHttp2 = await start("hono-http2", "hono-http2", behindHttp2);
-      paths.push({
-        key: "honoHttp2",
-        label: "Hono → node:http2 client → empty grpc-js server",
-        tool: "wrk",
-        cpu: [
-          processCpu("Hono + http2 client", honoHttp2.pid),
-          processCpu("grpc-js server", behindHttp2.pid),
-        ],
-        ...viaWrk(honoHttp2.port),
-      });
+      const inFront = async (
+        key: "honoGrpcJs" | "honoHttp2",
+        kind: "hono-grpc-js" | "hono-http2",
+        label: string,
+        client: string,
+      ) => {
+        const behind = await start("grpc-js", `grpc-js-behind-${kind}`);
+        const hono = await start(kind, kind, behind);
+        paths.push({
+          key,
+          label,
+          tool: "wrk",
+          cpu: [processCpu(`Hono + ${client}`, hono.pid), processCpu("grpc-js server", behind.pid)],
+          ...viaWrk(hono.port),
+        });
+      };
+      await inFront(
+        "honoGrpcJs",
+        "hono-grpc-js",
+        "Hono → grpc-js client → empty grpc-js server",
+        "grpc-js client",
+      );
+      await inFront(
+        "honoHttp2",
+        "hono-http2",
+        "Hono → node:http2 client → empty grpc-js server",
+        "http2 client",
+      );
     }
     return {
       skipped,

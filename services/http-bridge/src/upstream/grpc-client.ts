@@ -34,22 +34,25 @@ export const SERVICE_CONFIG = {
 /** PostgreSQL's largest row (1 GiB, its MaxAllocSize) plus room for the message's own framing. */
 export const MAX_RESULT_MESSAGE_BYTES = 1024 * 1024 * 1024 + 16 * 1024 * 1024;
 
+/** The grpc-js channel options of the bridge's client (the bench's floor phase uses them too). */
+export const UPSTREAM_CHANNEL_OPTIONS = {
+  // Results stream in batches bounded by bytes, but one row is always one
+  // message, and PostgreSQL sends rows of up to 1 GiB: a smaller limit
+  // turned a big value into grpc-js's RESOURCE_EXHAUSTED instead of a
+  // streamed row (NDJSON) or a 413 result_too_large (buffered JSON).
+  "grpc.max_receive_message_length": MAX_RESULT_MESSAGE_BYTES,
+  "grpc.keepalive_time_ms": 30_000,
+  "grpc.service_config": JSON.stringify(SERVICE_CONFIG),
+  // A replaced pod comes back at a new address: look again soon, not after minutes of backoff.
+  "grpc.initial_reconnect_backoff_ms": 200,
+  "grpc.max_reconnect_backoff_ms": 2000,
+  "grpc.dns_min_time_between_resolutions_ms": 1000,
+  // Per-call bookkeeping nothing here reads (see query-grpc's server.ts).
+  "grpc.enable_channelz": 0,
+};
+
 export function createUpstream(target: string): QueryServiceClient {
-  return new QueryServiceClient(target, credentials.createInsecure(), {
-    // Results stream in batches bounded by bytes, but one row is always one
-    // message, and PostgreSQL sends rows of up to 1 GiB: a smaller limit
-    // turned a big value into grpc-js's RESOURCE_EXHAUSTED instead of a
-    // streamed row (NDJSON) or a 413 result_too_large (buffered JSON).
-    "grpc.max_receive_message_length": MAX_RESULT_MESSAGE_BYTES,
-    "grpc.keepalive_time_ms": 30_000,
-    "grpc.service_config": JSON.stringify(SERVICE_CONFIG),
-    // A replaced pod comes back at a new address: look again soon, not after minutes of backoff.
-    "grpc.initial_reconnect_backoff_ms": 200,
-    "grpc.max_reconnect_backoff_ms": 2000,
-    "grpc.dns_min_time_between_resolutions_ms": 1000,
-    // Per-call bookkeeping nothing here reads (see query-grpc's server.ts).
-    "grpc.enable_channelz": 0,
-  });
+  return new QueryServiceClient(target, credentials.createInsecure(), UPSTREAM_CHANNEL_OPTIONS);
 }
 
 /**
