@@ -12,7 +12,7 @@ import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/v1/query.js";
 import { isServerError, QueryFailure } from "../errors.js";
-import { affectedRows, byteBounded, commandOf, toRow } from "../results/rows.js";
+import { affectedRows, byteBounded, commandOf, type RawRow, toRow } from "../results/rows.js";
 import type { Admission } from "./admission.js";
 import { cancelledInDatabase, stopStatement } from "./cancel.js";
 import { type Ending, Exchange, type ParamValue, type Step, type StepResult } from "./exchange.js";
@@ -230,11 +230,7 @@ export class Transaction {
         }
         sent += rows.length;
         const lastRows = truncated || !result.suspended;
-        const batches = [...byteBounded(rows, this.options.maxMessageBytes)].filter((b) => b.length > 0);
-        for (const [i, batch] of batches.entries()) {
-          const last = lastRows && i === batches.length - 1;
-          await untilAborted(sink.rows(batch.map(toRow), last), bounded.signal);
-        }
+        await this.deliver(sink, rows, lastRows, bounded.signal);
         if (lastRows) break;
         if (bounded.signal.aborted) throw bounded.signal.reason;
         const more = this.send([{ more: want(sent, this.options.batchRows), role: "statement" }]);
@@ -242,16 +238,7 @@ export class Transaction {
       }
       if (bounded.signal.aborted) throw bounded.signal.reason;
 
-      // A SELECT read in several Executes reports only the last one's count: use our own.
-      const completed = result.commandTag ?? "";
-      const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${sent}` : completed;
-      return {
-        commandTag: tag,
-        command: commandOf(tag),
-        rowCount: String(fields.length > 0 ? sent : affectedRows(tag)),
-        truncated,
-        serverTimeMs: performance.now() - started,
-      };
+      return footerOf(result.commandTag, fields.length > 0, sent, truncated, started);
     } catch (error) {
       if (bounded.signal.aborted) throw bounded.signal.reason;
       throw error;
@@ -349,20 +336,17 @@ export class Transaction {
     const truncated = result.rows.length > limit;
     const kept = truncated ? result.rows.slice(0, limit) : result.rows;
     result.rows = [];
-    const batches = [...byteBounded(kept, this.options.maxMessageBytes)].filter((b) => b.length > 0);
-    for (const [i, batch] of batches.entries()) {
-      await untilAborted(sink.rows(batch.map(toRow), i === batches.length - 1), signal);
-    }
+    await this.deliver(sink, kept, true, signal);
     if (signal.aborted) throw signal.reason;
-    const completed = result.commandTag ?? "";
-    const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${kept.length}` : completed;
-    return {
-      commandTag: tag,
-      command: commandOf(tag),
-      rowCount: String(fields.length > 0 ? kept.length : affectedRows(tag)),
-      truncated,
-      serverTimeMs: performance.now() - started,
-    };
+    return footerOf(result.commandTag, fields.length > 0, kept.length, truncated, started);
+  }
+
+  /** Hands `rows` to the sink in messages bounded by bytes; `lastRows`: no rows follow them. */
+  private async deliver(sink: StatementSink, rows: RawRow[], lastRows: boolean, signal: AbortSignal) {
+    const batches = [...byteBounded(rows, this.options.maxMessageBytes)].filter((b) => b.length > 0);
+    for (const [i, batch] of batches.entries()) {
+      await untilAborted(sink.rows(batch.map(toRow), lastRows && i === batches.length - 1), signal);
+    }
   }
 
   /** What ends the transaction: role guard, the ledger's record, COMMIT (ROLLBACK if read-only), DISCARD ALL, afterCommit. */
@@ -466,33 +450,16 @@ export class Transaction {
   async rollback(): Promise<void> {
     const sent = this.sentEnd;
     this.sentEnd = undefined;
-    if (sent && this.state === "open" && !this.broken) {
-      // The ROLLBACK went out with the statement: wait for it rather than send another.
-      if (await settleWithin(sent.exchange.done(), this.options.settleTimeoutMs)) {
-        this.state = "rolled back";
-        if (this.options.resetSession) markSessionClean(this.client);
-        return;
-      }
-      this.broken = true;
-    }
     if (this.state === "open" && !this.broken) {
-      const steps: Step[] = [{ sql: "ROLLBACK", role: "commit" }];
-      if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
-      let ok = false;
-      const answered = (async () => {
-        await this.finalExchange(steps).done();
-        ok = true;
-      })().then(
-        () => true,
-        () => true,
-      );
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), this.options.settleTimeoutMs);
-      });
-      const settled = await Promise.race([answered, timedOut]);
-      clearTimeout(timer);
-      if (!settled || !ok) this.broken = true;
+      // A ROLLBACK sent with the statement (oneTrip) is waited for rather than sent again.
+      let answered: Promise<void>;
+      if (sent) answered = sent.exchange.done();
+      else {
+        const steps: Step[] = [{ sql: "ROLLBACK", role: "commit" }];
+        if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
+        answered = this.finalExchange(steps).done();
+      }
+      if (!(await settleWithin(answered, this.options.settleTimeoutMs))) this.broken = true;
       else if (this.options.resetSession) markSessionClean(this.client);
     }
     this.live = undefined;
@@ -605,6 +572,26 @@ function column(f: pg.FieldDef, typeName: string | undefined): Column {
     tableOid: f.tableID,
     columnNumber: f.columnID,
     typeModifier: f.dataTypeModifier,
+  };
+}
+
+/** A statement's footer from its command tag and the rows the caller got. */
+function footerOf(
+  completedTag: string | undefined,
+  hasRows: boolean,
+  sent: number,
+  truncated: boolean,
+  started: number,
+): ResultFooter {
+  // A SELECT read in several Executes reports only the last one's count: use our own.
+  const completed = completedTag ?? "";
+  const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${sent}` : completed;
+  return {
+    commandTag: tag,
+    command: commandOf(tag),
+    rowCount: String(hasRows ? sent : affectedRows(tag)),
+    truncated,
+    serverTimeMs: performance.now() - started,
   };
 }
 
