@@ -72,22 +72,24 @@ export async function floorPhase(ctx: FloorContext): Promise<FloorResults> {
       const body = executeBody(peerLookupSql("$1"), [String(Math.ceil(ctx.lookupRows / 2))]);
       writeFileSync(bodyFile, body);
       let runs = 0;
-      const viaH2load = (port: number) => (seconds: number) =>
-        h2load(h2loadPath, {
-          url: `http://127.0.0.1:${port}${EXECUTE_PATH}`,
-          connections: ctx.connections,
-          seconds,
-          bodyFile,
-          logFile: join(scratch, `h2load-${runs++}.log`),
-        });
+      const viaH2load = (port: number) => ({
+        check: () => executeOnce(port, body),
+        once: (seconds: number) =>
+          h2load(h2loadPath, {
+            url: `http://127.0.0.1:${port}${EXECUTE_PATH}`,
+            connections: ctx.connections,
+            seconds,
+            bodyFile,
+            logFile: join(scratch, `h2load-${runs++}.log`),
+          }),
+      });
       const grpcJs = await start("grpc-js", "grpc-js");
       paths.push({
         key: "grpcJs",
         label: "grpc-js server, empty handler",
         tool: "h2load",
         cpu: [processCpu("grpc-js server", grpcJs.pid)],
-        check: () => executeOnce(grpcJs.port, body),
-        once: viaH2load(grpcJs.port),
+        ...viaH2load(grpcJs.port),
       });
       const http2 = await start("http2", "http2");
       paths.push({
@@ -95,8 +97,7 @@ export async function floorPhase(ctx: FloorContext): Promise<FloorResults> {
         label: "node:http2 server, empty handler",
         tool: "h2load",
         cpu: [processCpu("http2 server", http2.pid)],
-        check: () => executeOnce(http2.port, body),
-        once: viaH2load(http2.port),
+        ...viaH2load(http2.port),
       });
     }
     if (tools.wrk) {
