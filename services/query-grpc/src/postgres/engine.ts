@@ -452,13 +452,10 @@ export class Transaction {
     this.sentEnd = undefined;
     if (this.state === "open" && !this.broken) {
       // A ROLLBACK sent with the statement (oneTrip) is waited for rather than sent again.
-      let answered: Promise<void>;
-      if (sent) answered = sent.exchange.done();
-      else {
-        const steps: Step[] = [{ sql: "ROLLBACK", role: "commit" }];
-        if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
-        answered = this.finalExchange(steps).done();
-      }
+      const steps: Step[] = [{ sql: "ROLLBACK", role: "commit" }];
+      if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
+      // An async function: whatever sending throws becomes a failed rollback, never rollback()'s own error.
+      const answered = (async () => (sent ? sent.exchange.done() : this.finalExchange(steps).done()))();
       if (!(await settleWithin(answered, this.options.settleTimeoutMs))) this.broken = true;
       else if (this.options.resetSession) markSessionClean(this.client);
     }
