@@ -6,8 +6,9 @@
 //
 // A one-statement transaction is a single Exchange ended with Flush until
 // its COMMIT, so BEGIN, the set-up, the statement and its first rows go out
-// in one write and the transaction's end in another. An open transaction ends
-// each statement's exchange with Sync (see exchange.ts for why).
+// in one write and the transaction's end in another; a read-only one sends
+// its end with its statement and reads the rows as they come (oneTrip). An
+// open transaction ends each statement's exchange with Sync (see exchange.ts).
 import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/v1/query.js";
@@ -69,8 +70,6 @@ export interface EngineOptions {
 export type TransactionShape = "single" | "open";
 
 export class Engine {
-  private readonly batchedOnly = new BatchedOnly();
-
   constructor(
     private readonly pool: pg.Pool,
     private readonly admission: Admission,
@@ -87,15 +86,7 @@ export class Engine {
     const releaseSlot = await this.admission.acquire(signal);
     try {
       const client = await this.connect(signal);
-      return new Transaction(
-        client,
-        releaseSlot,
-        settings,
-        shape,
-        this.typeNames,
-        this.options,
-        this.batchedOnly,
-      );
+      return new Transaction(client, releaseSlot, settings, shape, this.typeNames, this.options);
     } catch (error) {
       releaseSlot();
       throw error;
@@ -160,7 +151,6 @@ export class Transaction {
     private readonly shape: TransactionShape,
     private readonly typeNames: TypeNames,
     private readonly options: EngineOptions,
-    private readonly batchedOnly: BatchedOnly = new BatchedOnly(),
   ) {
     this.timeoutMs = settings.timeoutMs;
     // A connection that breaks emits 'error' on the client; without a listener it would crash the process.
@@ -187,9 +177,8 @@ export class Transaction {
       ? { signal, end() {} }
       : withTimeout(signal, statement.timeoutMs);
     try {
-      if (this.oneTripAllowed(statement)) {
-        const footer = await this.oneTrip(statement, sink, bounded.signal, firstBatchRows, started);
-        if (footer) return footer;
+      if (this.oneTripAllowed()) {
+        return await this.oneTrip(statement, sink, bounded.signal, firstBatchRows, started);
       }
       const { before, idStep } = this.setupSteps(statement);
       if (!this.settings.readOnly) sink.mayCommit?.();
@@ -276,28 +265,24 @@ export class Transaction {
    * statement does, so its end need not wait for the result: set-up,
    * statement, role guard, ROLLBACK and DISCARD ALL go out in one write and
    * come back in one answer, a round trip (and a wakeup of each side) fewer.
-   * A statement known to return more than the first batch is left to the
-   * batched exchange: its rows are read in batches, so its end cannot go
-   * out with it. (A read-write caller's SELECT cannot go this way even when
-   * it wrote nothing: a NOTIFY it sent, through pg_notify, leaves no trace
-   * SQL can see and is sent only by COMMIT.)
+   * (A read-write caller's SELECT cannot go this way even when it wrote
+   * nothing: a NOTIFY it sent, through pg_notify, leaves no trace SQL can
+   * see and is sent only by COMMIT.)
    */
-  private oneTripAllowed(statement: Statement): boolean {
+  private oneTripAllowed(): boolean {
     return (
       this.shape === "single" &&
       this.state === "new" &&
       this.settings.readOnly &&
-      this.settings.ledger === undefined &&
-      !this.batchedOnly.has(statement.sql)
+      this.settings.ledger === undefined
     );
   }
 
   /**
-   * Runs `statement` with its transaction's end (see oneTripAllowed). Its
-   * rows reach the sink only once the statement completed within the first
-   * batch. One with more rows was stopped by the ROLLBACK sent behind it and
-   * nothing of it reached the sink: undefined says to run it the batched way
-   * (remembered, so the next run of that SQL goes there at once).
+   * Runs `statement` with its transaction's end (see oneTripAllowed). The
+   * statement runs to its end (or to maxRows) in one Execute; its rows are
+   * read as they arrive, a batch at a time, with PostgreSQL held back on
+   * its socket while the caller is slower (Exchange.take).
    */
   private async oneTrip(
     statement: Statement,
@@ -305,40 +290,49 @@ export class Transaction {
     signal: AbortSignal,
     firstBatchRows: number,
     started: number,
-  ): Promise<ResultFooter | undefined> {
+  ): Promise<ResultFooter> {
     const { before } = this.setupSteps(statement);
     const limit = statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
-    // One row past the limit tells a result of exactly `limit` rows from a truncated one.
-    const rows = Math.min(firstBatchRows, limit + 1);
     const ending = this.endSteps();
     const steps: Step[] = [
       ...before,
-      { sql: statement.sql, values: statement.params, describe: true, rows, role: "statement" },
+      // One row past the limit tells a result of exactly `limit` rows from a truncated one.
+      {
+        sql: statement.sql,
+        values: statement.params,
+        describe: true,
+        rows: statement.maxRows > 0 ? limit + 1 : 0,
+        role: "statement",
+      },
       ...ending,
     ];
     const exchange = new Exchange(steps, "sync");
     this.client.query(exchange as unknown as pg.QueryConfig);
-    const index = before.length;
-    const result = await this.wait(exchange, exchange.result(index), signal);
-    if (result.suspended && result.rows.length <= limit) {
-      // More rows than one batch: the ROLLBACK behind the statement closed its portal.
-      this.batchedOnly.add(statement.sql);
-      await this.wait(exchange, exchange.done(), signal);
-      if (this.options.resetSession) markSessionClean(this.client);
-      this.state = "new";
-      this.timeoutMs = this.settings.timeoutMs;
-      return undefined;
-    }
     this.sentEnd = { exchange, steps: ending };
-    const fields = result.fields ?? [];
+    const index = before.length;
+    const fields = await this.wait(exchange, exchange.fields(index), signal);
     const names = await untilAborted(this.columnNames(fields), signal);
     await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), signal);
-    const truncated = result.rows.length > limit;
-    const kept = truncated ? result.rows.slice(0, limit) : result.rows;
-    result.rows = [];
-    await this.deliver(sink, kept, true, signal);
+    // A batch may wait unread beside the one being delivered before
+    // PostgreSQL is held back: the batched way's bound, one batch per Execute.
+    const highWater = this.options.batchRows;
+    let sent = 0;
+    let truncated = false;
+    for (let want = firstBatchRows; ; want = this.options.batchRows) {
+      const taken = await this.wait(exchange, exchange.take(index, want, highWater), signal);
+      let rows = taken.rows;
+      if (rows.length > limit - sent) {
+        rows = rows.slice(0, limit - sent);
+        truncated = true;
+      }
+      sent += rows.length;
+      const lastRows = truncated || taken.ended;
+      await this.deliver(sink, rows, lastRows, signal);
+      if (lastRows) break;
+    }
     if (signal.aborted) throw signal.reason;
-    return footerOf(result.commandTag, fields.length > 0, kept.length, truncated, started);
+    const result = await this.wait(exchange, exchange.result(index), signal);
+    return footerOf(result.commandTag, fields.length > 0, sent, truncated, started);
   }
 
   /** Hands `rows` to the sink in messages bounded by bytes; `lastRows`: no rows follow them. */
@@ -450,12 +444,31 @@ export class Transaction {
   async rollback(): Promise<void> {
     const sent = this.sentEnd;
     this.sentEnd = undefined;
-    if (this.state === "open" && !this.broken) {
-      // A ROLLBACK sent with the statement (oneTrip) is waited for rather than sent again.
+    if (sent?.exchange.busy) {
+      // Stopped mid-result (oneTrip): PostgreSQL may still run the statement
+      // and send rows nobody reads. A late cancel could hit what runs next: never reuse it.
+      sent.exchange.abandonRows();
+      this.broken = true;
+      const stop = stopStatement(this.client, () => sent.exchange.busy, this.options.settleTimeoutMs);
+      await settleWithin(sent.exchange.done(), this.options.settleTimeoutMs);
+      stop();
+    } else if (this.state === "open" && !this.broken) {
       const steps: Step[] = [{ sql: "ROLLBACK", role: "commit" }];
       if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
       // An async function: whatever sending throws becomes a failed rollback, never rollback()'s own error.
-      const answered = (async () => (sent ? sent.exchange.done() : this.finalExchange(steps).done()))();
+      const answered = (async () => {
+        // A ROLLBACK sent with the statement (oneTrip) is waited for rather than sent again,
+        // unless an error made PostgreSQL skip it: then the transaction is still there, aborted.
+        if (
+          sent &&
+          (await sent.exchange.done().then(
+            () => true,
+            (error) => !isServerError(error),
+          ))
+        )
+          return;
+        await this.finalExchange(steps).done();
+      })();
       if (!(await settleWithin(answered, this.options.settleTimeoutMs))) this.broken = true;
       else if (this.options.resetSession) markSessionClean(this.client);
     }
@@ -511,6 +524,8 @@ export class Transaction {
         if (!exchange.busy) return;
         // A late cancel could hit whatever runs next on this backend: never reuse it.
         this.broken = true;
+        // Rows still streaming are dropped, so PostgreSQL is not held back from reaching the cancel.
+        exchange.abandonRows();
         stopCancelling = stopStatement(this.client, () => exchange.busy, this.options.settleTimeoutMs);
         // stopStatement closes a connection that stays busy; this is the backstop if even that hangs.
         timer = setTimeout(() => {
@@ -590,24 +605,6 @@ function footerOf(
     truncated,
     serverTimeMs: performance.now() - started,
   };
-}
-
-/**
- * SQL texts whose read-only result outgrew the first batch: the next run goes
- * straight to the batched exchange instead of being tried in one trip again.
- */
-class BatchedOnly {
-  private static readonly MAX = 1000;
-  private readonly texts = new Set<string>();
-
-  has(sql: string): boolean {
-    return this.texts.has(sql);
-  }
-
-  add(sql: string): void {
-    if (this.texts.size >= BatchedOnly.MAX) this.texts.clear();
-    this.texts.add(sql);
-  }
 }
 
 /** True if `work` succeeded within `ms`; false if it failed or took longer. */

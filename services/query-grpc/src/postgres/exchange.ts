@@ -49,7 +49,7 @@ export type Ending = "sync" | "flush";
 
 // `pg` hands the Submittable the protocol messages of the active query.
 interface ProtocolConnection extends EventEmitter {
-  stream: { cork(): void; uncork(): void };
+  stream: { cork(): void; uncork(): void; pause(): void; resume(): void };
   parse(query: { text: string }): void;
   bind(config: { values?: ParamValue[] }): void;
   execute(config: { rows?: number }): void;
@@ -63,6 +63,19 @@ interface Waiter {
   index: number;
   resolve: (result: StepResult) => void;
   reject: (error: unknown) => void;
+}
+
+interface Taker {
+  index: number;
+  want: number;
+  resolve: (taken: TakenRows) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Rows of a streamed step: `ended` once no more follow (the step completed or suspended). */
+export interface TakenRows {
+  rows: RawRow[];
+  ended: boolean;
 }
 
 interface DescriptionWaiter {
@@ -88,6 +101,11 @@ export class Exchange {
   private error: unknown;
   private waiters: Waiter[] = [];
   private describing: DescriptionWaiter[] = [];
+  /** A streamed step (take()): who waits for its rows, and whether PostgreSQL is held back meanwhile. */
+  private taker: Taker | undefined;
+  private streamed: { index: number; highWater: number } | undefined;
+  private paused = false;
+  private abandoned = false;
   private readonly settled: Promise<void>;
   private resolveDone!: () => void;
   private rejectDone!: (error: unknown) => void;
@@ -135,6 +153,47 @@ export class Exchange {
     });
   }
 
+  /**
+   * Reads step `index`'s rows as they arrive instead of once it completed:
+   * resolves with up to `want` rows as soon as that many wait, or with the
+   * rest once the step ended. While `highWater` rows wait unread the
+   * connection is paused, so a result of any size costs a few batches of
+   * memory and PostgreSQL waits on a full socket.
+   */
+  take(index: number, want: number, highWater: number): Promise<TakenRows> {
+    if (this.taker) throw new Error("one take() at a time");
+    if (this.abandoned) return Promise.reject(new Error("the rows were abandoned"));
+    this.streamed = { index, highWater };
+    const result = this.results[index];
+    if (this.error !== undefined) return Promise.reject(this.error);
+    if (!result) return Promise.reject(new Error(`no step ${index}`));
+    if (index < this.step) {
+      this.holdBack(false);
+      return Promise.resolve({ rows: result.rows.splice(0), ended: true });
+    }
+    if (this.finished) return Promise.reject(new Error("the exchange ended before that step ran"));
+    if (result.rows.length >= want) {
+      const rows = result.rows.splice(0, want);
+      if (result.rows.length < highWater) this.holdBack(false);
+      return Promise.resolve({ rows, ended: false });
+    }
+    this.holdBack(false);
+    return new Promise((resolve, reject) => {
+      this.taker = { index, want, resolve, reject };
+    });
+  }
+
+  /**
+   * Rows no longer wanted (the call was aborted): they are dropped as they
+   * come and the connection is never held back again, so PostgreSQL can
+   * reach the cancel and the end of the exchange.
+   */
+  abandonRows(): void {
+    this.abandoned = true;
+    if (this.streamed) this.results[this.streamed.index]?.rows.splice(0);
+    this.holdBack(false);
+  }
+
   /** Index of the last step given so far. */
   get last(): number {
     return this.steps.length - 1;
@@ -180,7 +239,22 @@ export class Exchange {
   }
 
   handleDataRow(msg: { fields: RawRow }): void {
-    this.results[this.step]?.rows.push(msg.fields);
+    const rows = this.results[this.step]?.rows;
+    if (!rows) return;
+    const streamed = this.streamed;
+    if (streamed === undefined || streamed.index !== this.step) {
+      rows.push(msg.fields);
+      return;
+    }
+    if (this.abandoned) return;
+    rows.push(msg.fields);
+    const taker = this.taker;
+    if (taker && rows.length >= taker.want) {
+      this.taker = undefined;
+      taker.resolve({ rows: rows.splice(0, taker.want), ended: false });
+    } else if (!taker && rows.length >= streamed.highWater) {
+      this.holdBack(true);
+    }
   }
 
   handlePortalSuspended(): void {
@@ -220,6 +294,8 @@ export class Exchange {
       this.connection?.sync();
     }
     this.finish();
+    this.taker?.reject(error);
+    this.taker = undefined;
     for (const waiter of this.waiters) waiter.reject(error);
     this.waiters = [];
     for (const waiter of this.describing) waiter.reject(error);
@@ -230,6 +306,10 @@ export class Exchange {
   handleReadyForQuery(): void {
     if (this.finished) return;
     this.finish();
+    if (this.taker) {
+      this.taker.reject(new Error("the exchange ended before that step ran"));
+      this.taker = undefined;
+    }
     // Any step still awaited was never answered (PostgreSQL answered Sync first).
     if (this.waiters.length > 0 || this.describing.length > 0) {
       const never = new Error("the exchange ended before that step ran");
@@ -284,6 +364,11 @@ export class Exchange {
     // A step that was not described (or whose description was not asked for) answers its waiters now.
     this.described(this.results[this.step]?.fields ?? []);
     const index = this.step++;
+    const taker = this.taker;
+    if (taker && taker.index === index) {
+      this.taker = undefined;
+      taker.resolve({ rows: this.results[index]?.rows.splice(0) ?? [], ended: true });
+    }
     if (this.waiters.length === 0) return;
     const result = this.results[index] as StepResult;
     const ready = this.waiters.filter((w) => w.index <= index);
@@ -292,7 +377,17 @@ export class Exchange {
     for (const waiter of ready) waiter.resolve(this.results[waiter.index] ?? result);
   }
 
+  /** Pauses or resumes reading from PostgreSQL (take()'s flow control). */
+  private holdBack(on: boolean): void {
+    if (on === this.paused || !this.connection) return;
+    if (on && this.abandoned) return;
+    this.paused = on;
+    if (on) this.connection.stream.pause();
+    else this.connection.stream.resume();
+  }
+
   private finish(): void {
+    this.holdBack(false);
     this.finished = true;
     this.connection?.removeListener("noData", this.onNoData);
   }
