@@ -229,11 +229,48 @@ export class Transaction {
 
       return footerOf(result.commandTag, fields.length > 0, sent, truncated, started);
     } catch (error) {
-      if (bounded.signal.aborted) throw bounded.signal.reason;
-      throw error;
+      if (!bounded.signal.aborted) throw error;
+      if (this.commitSent) await this.refuseToHideCommit(bounded.signal.reason);
+      throw bounded.signal.reason;
     } finally {
       bounded.end();
     }
+  }
+
+  /**
+   * A call aborted while its COMMIT was in flight with its statement
+   * (oneTrip): the statement was cancelled if it still ran, which skips the
+   * COMMIT. Waits (bounded) for PostgreSQL's answer, and if the statement had
+   * finished and its transaction committed after all, the failure says so
+   * rather than hide it. (The rows not read since the abort are gone, so
+   * it cannot be answered as a success.)
+   */
+  private async refuseToHideCommit(reason: unknown): Promise<void> {
+    const sent = this.sentEnd;
+    if (!sent) return;
+    sent.exchange.abandonRows();
+    await settleWithin(sent.exchange.done(), this.options.settleTimeoutMs);
+    const at =
+      sent.exchange.last - (sent.steps.length - 1) + sent.steps.findIndex((s) => s.role === "commit");
+    if (sent.exchange.results[at]?.commandTag !== "COMMIT") return;
+    const aborted = reason instanceof QueryFailure ? reason : new QueryFailure("cancelled", String(reason));
+    // A timeout or a cancel may have completed (gRPC's own rule); a shutdown
+    // would invite a retry, which must not run it again.
+    const kind = aborted.kind === "timeout" || aborted.kind === "cancelled" ? aborted.kind : "commit_unknown";
+    throw new QueryFailure(
+      kind,
+      `${aborted.message}; the statement had already finished, and its transaction committed`,
+      aborted.pg,
+    );
+  }
+
+  /**
+   * True once a COMMIT went to PostgreSQL with the statement (oneTrip): from
+   * then on only commit() can tell what became of the transaction, whatever
+   * aborted the call meanwhile.
+   */
+  get commitSent(): boolean {
+    return this.sentEnd !== undefined && !this.settings.readOnly;
   }
 
   /** What goes ahead of a statement: the transaction's set-up if it is new, and its own timeout. */
@@ -261,20 +298,23 @@ export class Transaction {
   }
 
   /**
-   * A read-only transaction of one statement ends with ROLLBACK whatever its
-   * statement does, so its end need not wait for the result: set-up,
-   * statement, role guard, ROLLBACK and DISCARD ALL go out in one write and
-   * come back in one answer, a round trip (and a wakeup of each side) fewer.
-   * (A read-write caller's SELECT cannot go this way even when it wrote
-   * nothing: a NOTIFY it sent, through pg_notify, leaves no trace SQL can
-   * see and is sent only by COMMIT.)
+   * A transaction of one statement can send its end with it: set-up,
+   * statement, role guard, COMMIT (ROLLBACK if read-only) and DISCARD ALL go
+   * out in one write and come back in one answer, a round trip (and a wakeup
+   * of each side) fewer. Not for a statement that may write: its
+   * transaction's id must be known before COMMIT goes out, so a lost answer
+   * can name it (a second round trip). Not with an idempotency key: its
+   * record holds the statement's outcome, which is known only afterwards.
+   * For a read-write caller's read it means COMMIT is in flight as soon as
+   * the statement is: a lost connection is "commit_unknown", and a cancel
+   * that comes after PostgreSQL finished the statement does not undo it.
    */
   private oneTripAllowed(): boolean {
     return (
       this.shape === "single" &&
       this.state === "new" &&
-      this.settings.readOnly &&
-      this.settings.ledger === undefined
+      this.settings.ledger === undefined &&
+      (this.settings.readOnly || !this.settings.reportTransactionId)
     );
   }
 
@@ -306,6 +346,7 @@ export class Transaction {
       },
       ...ending,
     ];
+    if (!this.settings.readOnly) sink.mayCommit?.();
     const exchange = new Exchange(steps, "sync");
     this.client.query(exchange as unknown as pg.QueryConfig);
     this.sentEnd = { exchange, steps: ending };
@@ -542,6 +583,8 @@ export class Transaction {
       if (cancelledInDatabase(error)) this.broken = true;
       if (!isServerError(error)) {
         this.broken = true;
+        // A COMMIT sent with the statement (oneTrip) may have happened.
+        if (this.commitSent && exchange.submitted) throw transactionFailure(error, "commit", this.settings);
         const message = error instanceof Error ? error.message : String(error);
         throw new QueryFailure("unavailable", `database unavailable: ${message}`);
       }

@@ -165,18 +165,18 @@ export class Exchange {
     if (this.abandoned) return Promise.reject(new Error("the rows were abandoned"));
     this.streamed = { index, highWater };
     const result = this.results[index];
-    if (this.error !== undefined) return Promise.reject(this.error);
     if (!result) return Promise.reject(new Error(`no step ${index}`));
-    if (index < this.step) {
-      this.holdBack(false);
-      return Promise.resolve({ rows: result.rows.splice(0), ended: true });
-    }
-    if (this.finished) return Promise.reject(new Error("the exchange ended before that step ran"));
+    // A whole batch that arrived before a failure is the caller's, as a batch
+    // read by an Execute of its own would be; a part of one is not.
     if (result.rows.length >= want) {
       const rows = result.rows.splice(0, want);
       if (result.rows.length < highWater) this.holdBack(false);
-      return Promise.resolve({ rows, ended: false });
+      const ended = this.error === undefined && index < this.step && result.rows.length === 0;
+      return Promise.resolve({ rows, ended });
     }
+    if (this.error !== undefined) return Promise.reject(this.error);
+    if (index < this.step) return Promise.resolve({ rows: result.rows.splice(0), ended: true });
+    if (this.finished) return Promise.reject(new Error("the exchange ended before that step ran"));
     this.holdBack(false);
     return new Promise((resolve, reject) => {
       this.taker = { index, want, resolve, reject };

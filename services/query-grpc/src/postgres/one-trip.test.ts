@@ -1,11 +1,14 @@
-// A read-only Execute goes to PostgreSQL with its transaction's ROLLBACK in
-// the same write (engine.ts oneTrip): one round trip instead of two, whatever
-// the size of its result. The relay (test/relay.ts) counts the
-// writes query-grpc makes to PostgreSQL; the results must be the batched
-// path's, and a read-write caller's SELECT keeps its COMMIT.
+// An Execute of a statement that cannot write goes to PostgreSQL with its
+// transaction's end in the same write (engine.ts oneTrip): ROLLBACK for a
+// read-only caller, COMMIT for a read-write caller's read. One round trip
+// instead of two, whatever the size of its result. The relay (test/relay.ts)
+// counts the writes query-grpc makes to PostgreSQL and can hold back or cut
+// the answer to a write carrying COMMIT; the results must be the batched
+// path's, and a COMMIT in flight must never be reported as if it did not run.
 import type pg from "pg";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
+import { grpcAnswer } from "../../../../test/fault-calls.js";
 import {
   adminClient,
   database,
@@ -17,7 +20,7 @@ import {
 } from "../../../../test/helpers.js";
 import { type Relay, startRelay } from "../../../../test/relay.js";
 
-const t = suite("a read-only statement sent with its transaction's end");
+const t = suite("a statement that cannot write, sent with its transaction's end");
 
 let admin: pg.Client;
 let relay: Relay;
@@ -71,24 +74,32 @@ t("reaches PostgreSQL in one write when its result fits in the first batch", asy
     }));
   });
   assert.equal(rows, [["8", "row 8"]]);
-  assert.is(readWrite, 2, "a read-write caller's SELECT commits only after its result");
+  assert.is(readWrite, 1, "a read-write caller's SELECT: set-up, statement and COMMIT in one write");
 });
 
-// Why a read-write caller's SELECT is not sent with a ROLLBACK even when it
-// wrote nothing (no transaction id): a NOTIFY leaves no trace SQL can see.
 t(
-  "delivers the NOTIFY of a read-write caller's SELECT: it writes nothing, and only COMMIT sends it",
+  "sends a statement that may write in two round trips, so a lost COMMIT answer can name its transaction",
   async () => {
-    const listener = await adminClient();
-    const heard: string[] = [];
-    listener.on("notification", (n) => heard.push(n.payload ?? ""));
-    await listener.query("listen one_trip");
-    const token = `t${Date.now()}`;
-    await execute(client, { sql: "select pg_notify('one_trip', $1)", params: [{ textValue: token }] });
-    await eventually(async () => heard.includes(token), 5000, "the notification");
-    await listener.end();
+    const writes = await writesFor(() =>
+      execute(client, {
+        sql: "update one_trip set label = label where id = $1",
+        params: [{ textValue: "9" }],
+      }),
+    );
+    assert.is(writes, 2, "the transaction id comes back before COMMIT goes out");
   },
 );
+
+t("gives a read-write caller's result longer than the first batch whole, in one write", async () => {
+  let result: Awaited<ReturnType<typeof execute>> | undefined;
+  const writes = await writesFor(async () => {
+    result = await execute(client, { sql: "select id, label from one_trip order by id" });
+  });
+  assert.is(writes, 1);
+  assert.is(result?.rows.length, 500);
+  assert.equal(result?.rows[499], ["500", "row 500"]);
+  assert.is(result?.footer?.truncated, false);
+});
 
 t("commits a SELECT that writes through a function, once per call", async () => {
   for (const expected of [1, 2]) {
@@ -163,5 +174,58 @@ t("fails with the statement's SQLSTATE and leaves the connection fit for the nex
   });
   assert.equal(settings, [["off", "t"]], "the next transaction is read-write again");
 });
+
+async function logged(): Promise<number> {
+  return (await admin.query("select count(*)::int as n from one_trip_log")).rows[0].n;
+}
+
+t(
+  "a lost connection after a read-write caller's SELECT went out with its COMMIT is commit_unknown, not retry",
+  async () => {
+    const before = await logged();
+    const trapped = relay.trapNextCommit("forward");
+    const answer = executeError(client, { sql: "select one_trip_log_it()" });
+    const commit = await trapped;
+    await eventually(async () => (await logged()) === before + 1, 5000, "the SELECT's write to commit");
+    commit.cut();
+    const error = await answer;
+    assert.is(grpcAnswer(error), "unknown", `committed, but the caller saw ${error.code} ${error.details}`);
+    assert.is(await logged(), before + 1, "committed once");
+  },
+);
+
+t(
+  "a read-write caller's SELECT whose timer fired after PostgreSQL committed it says it committed",
+  async () => {
+    const before = await logged();
+    const trapped = relay.trapNextCommit("forward");
+    const answer = executeError(client, { sql: "select one_trip_log_it()", options: { timeoutMs: 300 } });
+    const commit = await trapped;
+    await eventually(async () => (await logged()) === before + 1, 5000, "the SELECT's write to commit");
+    // The timer fires while the answer is held back; the answer then comes, late.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    commit.release();
+    const error = await answer;
+    assert.is(error.error?.kind, "timeout");
+    assert.match(error.details, /its transaction committed/);
+    assert.is(await logged(), before + 1, "committed once");
+  },
+);
+
+// Why a read-write caller's SELECT is not sent with a ROLLBACK even when it
+// wrote nothing (no transaction id): a NOTIFY leaves no trace SQL can see.
+t(
+  "delivers the NOTIFY of a read-write caller's SELECT: it writes nothing, and only COMMIT sends it",
+  async () => {
+    const listener = await adminClient();
+    const heard: string[] = [];
+    listener.on("notification", (n) => heard.push(n.payload ?? ""));
+    await listener.query("listen one_trip");
+    const token = `t${Date.now()}`;
+    await execute(client, { sql: "select pg_notify('one_trip', $1)", params: [{ textValue: token }] });
+    await eventually(async () => heard.includes(token), 5000, "the notification");
+    await listener.end();
+  },
+);
 
 t.run();

@@ -107,7 +107,8 @@ export async function handleExecute(
         const transaction = await engines.engine.open(chosen, signal, "single");
         try {
           const footer = await transaction.run(statement, writer, signal, deps.firstBatchRows);
-          if (signal.aborted) throw signal.reason;
+          // Once a COMMIT went with the statement, only its answer says what happened.
+          if (signal.aborted && !transaction.commitSent) throw signal.reason;
           const outcome = {
             commandTag: footer.commandTag,
             rowCount: Number(footer.rowCount),
