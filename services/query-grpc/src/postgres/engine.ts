@@ -248,8 +248,7 @@ export class Transaction {
   private async refuseToHideCommit(reason: unknown): Promise<void> {
     const sent = this.sentEnd;
     if (!sent) return;
-    sent.exchange.abandonRows();
-    await settleWithin(sent.exchange.done(), this.options.settleTimeoutMs);
+    await this.stopSent(sent.exchange);
     const at =
       sent.exchange.last - (sent.steps.length - 1) + sent.steps.findIndex((s) => s.role === "commit");
     if (sent.exchange.results[at]?.commandTag !== "COMMIT") return;
@@ -486,13 +485,7 @@ export class Transaction {
     const sent = this.sentEnd;
     this.sentEnd = undefined;
     if (sent?.exchange.busy) {
-      // Stopped mid-result (oneTrip): PostgreSQL may still run the statement
-      // and send rows nobody reads. A late cancel could hit what runs next: never reuse it.
-      sent.exchange.abandonRows();
-      this.broken = true;
-      const stop = stopStatement(this.client, () => sent.exchange.busy, this.options.settleTimeoutMs);
-      await settleWithin(sent.exchange.done(), this.options.settleTimeoutMs);
-      stop();
+      await this.stopSent(sent.exchange);
     } else if (this.state === "open" && !this.broken) {
       const steps: Step[] = [{ sql: "ROLLBACK", role: "commit" }];
       if (this.options.resetSession) steps.push({ sql: DISCARD_ALL, role: "after" });
@@ -515,6 +508,21 @@ export class Transaction {
     }
     this.live = undefined;
     this.state = "rolled back";
+  }
+
+  /**
+   * Stops an exchange sent with its transaction's end (oneTrip) that is still
+   * going: PostgreSQL may still run the statement and send rows nobody reads
+   * any more. Cancels it and waits, bounded, for the exchange's end. A late
+   * cancel could hit what runs next: the connection is never reused.
+   */
+  private async stopSent(exchange: Exchange): Promise<void> {
+    exchange.abandonRows();
+    if (!exchange.busy) return;
+    this.broken = true;
+    const stop = stopStatement(this.client, () => exchange.busy, this.options.settleTimeoutMs);
+    await settleWithin(exchange.done(), this.options.settleTimeoutMs);
+    stop();
   }
 
   /** Rolls back whatever is still open, then returns the connection and the admission slot. */

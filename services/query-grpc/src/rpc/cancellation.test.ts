@@ -77,6 +77,41 @@ t("cancelling mid-stream stops a large result and the connection is reused clean
   assert.equal(next.rows, [["t"]]);
 });
 
+for (const readOnly of [false, true]) {
+  const how = readOnly ? "read-only" : "read-write";
+  t(`a reader that pauses, then cancels, stops its statement at once (${how})`, async () => {
+    const tag = `paused-${how}`;
+    const call = client.execute(
+      ExecuteRequest.fromPartial({
+        sql: `select g, repeat('x', 200) from generate_series(1, 5000000) g /* ${tag} */`,
+        options: { readOnly },
+      }),
+    );
+    call.on("error", () => {});
+    let rows = 0;
+    await new Promise<void>((resolve) =>
+      call.on("data", (message: { rows?: { rows: unknown[] } }) => {
+        rows += message.rows?.rows.length ?? 0;
+        if (rows >= 10_000) {
+          call.pause();
+          resolve();
+        }
+      }),
+    );
+    // query-grpc now waits on the paused reader, PostgreSQL on query-grpc.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.is(await runningStatements(admin, `%${tag}%`), 1, "running while its reader is paused");
+    call.cancel();
+    // Well inside the 2 s a cancel may take before the connection is closed instead.
+    await eventually(
+      async () => (await runningStatements(admin, `%${tag}%`)) === 0,
+      1000,
+      "the statement to stop",
+    );
+    assert.equal((await execute(client, { sql: "select 1" })).rows, [["1"]]);
+  });
+}
+
 t("after many cancellations the single pooled connection still answers", async () => {
   for (let i = 0; i < 5; i++) {
     await executeError(client, { sql: "select pg_sleep(10)" }, undefined, {
