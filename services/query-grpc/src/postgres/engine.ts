@@ -6,9 +6,10 @@
 //
 // A one-statement transaction is a single Exchange ended with Flush until
 // its COMMIT, so BEGIN, the set-up, the statement and its first rows go out
-// in one write and the transaction's end in another; a read-only one sends
-// its end with its statement and reads the rows as they come (oneTrip). An
-// open transaction ends each statement's exchange with Sync (see exchange.ts).
+// in one write and the transaction's end in another; one whose statement
+// cannot write sends its end with it and reads the rows as they come
+// (oneTrip). An open transaction ends each statement's exchange with Sync
+// (see exchange.ts).
 import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/v1/query.js";

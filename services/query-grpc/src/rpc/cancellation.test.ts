@@ -105,7 +105,7 @@ for (const readOnly of [false, true]) {
     // Well inside the 2 s a cancel may take before the connection is closed instead.
     await eventually(
       async () => (await runningStatements(admin, `%${tag}%`)) === 0,
-      1000,
+      1500,
       "the statement to stop",
     );
     assert.equal((await execute(client, { sql: "select 1" })).rows, [["1"]]);
