@@ -14,7 +14,7 @@ import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/v1/query.js";
 import { isServerError, QueryFailure } from "../errors.js";
-import { affectedRows, byteBounded, commandOf, type RawRow, toRow } from "../results/rows.js";
+import { byteBounded, columnOf, footerOf, type RawRow, toRow } from "../results/rows.js";
 import type { Admission } from "./admission.js";
 import { cancelledInDatabase, stopStatement } from "./cancel.js";
 import { type Ending, Exchange, type ParamValue, type Step, type StepResult } from "./exchange.js";
@@ -28,6 +28,7 @@ import {
   transactionSetup,
 } from "./transaction.js";
 import type { TypeNames } from "./type-names.js";
+import { settleWithin, untilAborted, withTimeout } from "./waits.js";
 
 export interface Statement {
   sql: string;
@@ -200,7 +201,7 @@ export class Transaction {
       const fields = await this.wait(first.exchange, first.exchange.fields(first.index), bounded.signal);
       // A lookup on the control connection: the statement's timeout and cancel still hold meanwhile.
       const names = await untilAborted(this.columnNames(fields), bounded.signal);
-      await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), bounded.signal);
+      await untilAborted(sink.header(fields.map((f, i) => columnOf(f, names[i]))), bounded.signal);
       if (idStep !== undefined) {
         const at = first.index - (before.length - idStep);
         this.transactionId = first.exchange.results[at]?.rows[0]?.[0] ?? undefined;
@@ -353,7 +354,7 @@ export class Transaction {
     const index = before.length;
     const fields = await this.wait(exchange, exchange.fields(index), signal);
     const names = await untilAborted(this.columnNames(fields), signal);
-    await untilAborted(sink.header(fields.map((f, i) => column(f, names[i]))), signal);
+    await untilAborted(sink.header(fields.map((f, i) => columnOf(f, names[i]))), signal);
     // A batch may wait unread beside the one being delivered before
     // PostgreSQL is held back: the batched way's bound, one batch per Execute.
     const highWater = this.options.batchRows;
@@ -626,90 +627,4 @@ export class Transaction {
     this.client.query(exchange as unknown as pg.QueryConfig);
     return exchange;
   }
-}
-
-function column(f: pg.FieldDef, typeName: string | undefined): Column {
-  return {
-    name: f.name,
-    typeOid: f.dataTypeID,
-    typeName: typeName ?? "",
-    tableOid: f.tableID,
-    columnNumber: f.columnID,
-    typeModifier: f.dataTypeModifier,
-  };
-}
-
-/** A statement's footer from its command tag and the rows the caller got. */
-function footerOf(
-  completedTag: string | undefined,
-  hasRows: boolean,
-  sent: number,
-  truncated: boolean,
-  started: number,
-): ResultFooter {
-  // A SELECT read in several Executes reports only the last one's count: use our own.
-  const completed = completedTag ?? "";
-  const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${sent}` : completed;
-  return {
-    commandTag: tag,
-    command: commandOf(tag),
-    rowCount: String(hasRows ? sent : affectedRows(tag)),
-    truncated,
-    serverTimeMs: performance.now() - started,
-  };
-}
-
-/** True if `work` succeeded within `ms`; false if it failed or took longer. */
-async function settleWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([
-      work.then(
-        () => true,
-        () => false,
-      ),
-      late,
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * A signal that aborts with `signal` or once `timeoutMs` passed: statement_timeout
- * restarts with every exchange, this bounds the whole statement, row reading
- * included. end() disarms it.
- */
-function withTimeout(signal: AbortSignal, timeoutMs: number): { signal: AbortSignal; end(): void } {
-  const local = new AbortController();
-  const stop = () => local.abort(signal.reason);
-  signal.addEventListener("abort", stop);
-  if (signal.aborted) stop();
-  const timer = setTimeout(
-    () => local.abort(new QueryFailure("timeout", `statement exceeded its ${timeoutMs} ms timeout`)),
-    timeoutMs,
-  );
-  return {
-    signal: local.signal,
-    end() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", stop);
-    },
-  };
-}
-
-/** `work`, or the signal's reason as soon as it aborts. */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    work.catch(() => {}); // its own failure says no more than the abort does
-    return Promise.reject(signal.reason);
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

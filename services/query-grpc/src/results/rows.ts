@@ -1,7 +1,9 @@
 // A result's rows and tag as they go to the caller: PostgreSQL's text forms
 // kept as they arrived, NULLs listed per row, messages bounded in bytes, and
 // the command and row count read from the command tag.
-import type { Row } from "../../../../proto/gen/querygate/v1/query.js";
+import { performance } from "node:perf_hooks";
+import type pg from "pg";
+import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/v1/query.js";
 
 /** A row as PostgreSQL sent it: text form per column, null for NULL. */
 export type RawRow = Array<string | null>;
@@ -57,4 +59,36 @@ export function commandOf(tag: string): string {
 export function affectedRows(tag: string): number {
   const match = / (\d+)$/.exec(tag);
   return match ? Number(match[1]) : 0;
+}
+
+/** A result column as the caller sees it, from PostgreSQL's description and its type's name. */
+export function columnOf(f: pg.FieldDef, typeName: string | undefined): Column {
+  return {
+    name: f.name,
+    typeOid: f.dataTypeID,
+    typeName: typeName ?? "",
+    tableOid: f.tableID,
+    columnNumber: f.columnID,
+    typeModifier: f.dataTypeModifier,
+  };
+}
+
+/** A statement's footer from its command tag and the rows the caller got. */
+export function footerOf(
+  completedTag: string | undefined,
+  hasRows: boolean,
+  sent: number,
+  truncated: boolean,
+  started: number,
+): ResultFooter {
+  // A SELECT read in several Executes reports only the last one's count: use our own.
+  const completed = completedTag ?? "";
+  const tag = truncated || /^SELECT \d+$/.test(completed) ? `SELECT ${sent}` : completed;
+  return {
+    commandTag: tag,
+    command: commandOf(tag),
+    rowCount: String(hasRows ? sent : affectedRows(tag)),
+    truncated,
+    serverTimeMs: performance.now() - started,
+  };
 }
