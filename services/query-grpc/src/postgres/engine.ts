@@ -13,13 +13,14 @@
 import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/v1/query.js";
-import { isServerError, QueryFailure } from "../errors.js";
+import { asFailure, isServerError, QueryFailure } from "../errors.js";
 import { byteBounded, columnOf, footerOf, type RawRow, toRow } from "../results/rows.js";
 import type { Admission } from "./admission.js";
 import { cancelledInDatabase, stopStatement } from "./cancel.js";
 import { type Ending, Exchange, type ParamValue, type Step, type StepResult } from "./exchange.js";
 import { DISCARD_ALL, markSessionClean, takeSessionClean } from "./session-reset.js";
 import {
+  provesNoCommit,
   roleGuard,
   type StatementOutcome,
   TRANSACTION_ID_SQL,
@@ -231,37 +232,50 @@ export class Transaction {
 
       return footerOf(result.commandTag, fields.length > 0, sent, truncated, started);
     } catch (error) {
-      if (!bounded.signal.aborted) throw error;
-      if (this.commitSent) await this.refuseToHideCommit(bounded.signal.reason);
-      throw bounded.signal.reason;
+      const failure = bounded.signal.aborted ? bounded.signal.reason : error;
+      if (this.commitSent) await this.refuseToHideCommit(failure);
+      throw failure;
     } finally {
       bounded.end();
     }
   }
 
   /**
-   * A call aborted while its COMMIT was in flight with its statement
-   * (oneTrip): the statement was cancelled if it still ran, which skips the
-   * COMMIT. Waits (bounded) for PostgreSQL's answer, and if the statement had
-   * finished and its transaction committed after all, the failure says so
-   * rather than hide it. (The rows not read since the abort are gone, so
-   * it cannot be answered as a success.)
+   * A call that failed (aborted, or failed here) while its COMMIT was in
+   * flight with its statement (oneTrip): the statement is stopped if it
+   * still runs, which skips the COMMIT, and PostgreSQL's answer is awaited
+   * (bounded). Unless an error before COMMIT proves it never ran, the
+   * failure must not hide a COMMIT that happened or may have: it says so,
+   * and never invites a retry. (The rows not read since are gone, so it
+   * cannot be answered as a success.)
    */
-  private async refuseToHideCommit(reason: unknown): Promise<void> {
+  private async refuseToHideCommit(failure: unknown): Promise<void> {
     const sent = this.sentEnd;
     if (!sent) return;
-    await this.stopSent(sent.exchange);
-    const at =
-      sent.exchange.last - (sent.steps.length - 1) + sent.steps.findIndex((s) => s.role === "commit");
-    if (sent.exchange.results[at]?.commandTag !== "COMMIT") return;
-    const aborted = reason instanceof QueryFailure ? reason : new QueryFailure("cancelled", String(reason));
-    // A timeout or a cancel may have completed (gRPC's own rule); a shutdown
-    // would invite a retry, which must not run it again.
-    const kind = aborted.kind === "timeout" || aborted.kind === "cancelled" ? aborted.kind : "commit_unknown";
+    const { exchange, steps } = sent;
+    await this.stopSent(exchange);
+    const at = exchange.last - (steps.length - 1) + steps.findIndex((s) => s.role === "commit");
+    const answer = exchange.results[at]?.commandTag;
+    // PostgreSQL answers COMMIT of a failed transaction with ROLLBACK.
+    if (answer !== undefined && answer !== "COMMIT") return;
+    const before =
+      exchange.failedIn === "setup" || exchange.failedIn === "statement" || exchange.failedIn === "guard";
+    if (answer === undefined && before && provesNoCommit(exchange.failure)) return;
+    const failed = failure instanceof QueryFailure ? failure : asFailure(failure);
+    if (failed.kind === "commit_unknown") return;
+    if (answer === undefined) {
+      throw new QueryFailure(
+        "commit_unknown",
+        `${failed.message}; its COMMIT had gone to the database with the statement and no answer came, so it may have committed; check before retrying`,
+      );
+    }
+    // A timeout or a cancel may have completed (gRPC's own rule); anything
+    // else would invite a retry, which must not run it again.
+    const kind = failed.kind === "timeout" || failed.kind === "cancelled" ? failed.kind : "commit_unknown";
     throw new QueryFailure(
       kind,
-      `${aborted.message}; the statement had already finished, and its transaction committed`,
-      aborted.pg,
+      `${failed.message}; the statement had already finished, and its transaction committed`,
+      failed.pg,
     );
   }
 
@@ -348,20 +362,20 @@ export class Transaction {
       ...ending,
     ];
     if (!this.settings.readOnly) sink.mayCommit?.();
+    const index = before.length;
     const exchange = new Exchange(steps, "sync");
+    // A batch may wait unread beside the one being delivered before
+    // PostgreSQL is held back: the batched way's bound, one batch per Execute.
+    exchange.streamRows(index, this.options.batchRows);
     this.client.query(exchange as unknown as pg.QueryConfig);
     this.sentEnd = { exchange, steps: ending };
-    const index = before.length;
     const fields = await this.wait(exchange, exchange.fields(index), signal);
     const names = await untilAborted(this.columnNames(fields), signal);
     await untilAborted(sink.header(fields.map((f, i) => columnOf(f, names[i]))), signal);
-    // A batch may wait unread beside the one being delivered before
-    // PostgreSQL is held back: the batched way's bound, one batch per Execute.
-    const highWater = this.options.batchRows;
     let sent = 0;
     let truncated = false;
     for (let want = firstBatchRows; ; want = this.options.batchRows) {
-      const taken = await this.wait(exchange, exchange.take(index, want, highWater), signal);
+      const taken = await this.wait(exchange, exchange.take(want), signal);
       let rows = taken.rows;
       if (rows.length > limit - sent) {
         rows = rows.slice(0, limit - sent);
@@ -486,6 +500,8 @@ export class Transaction {
   async rollback(): Promise<void> {
     const sent = this.sentEnd;
     this.sentEnd = undefined;
+    // Rows nobody reads any more: never hold PostgreSQL back from its answer.
+    sent?.exchange.abandonRows();
     if (sent?.exchange.busy) {
       await this.stopSent(sent.exchange);
     } else if (this.state === "open" && !this.broken) {

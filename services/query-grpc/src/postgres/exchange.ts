@@ -154,33 +154,50 @@ export class Exchange {
   }
 
   /**
-   * Reads step `index`'s rows as they arrive instead of once it completed:
-   * resolves with up to `want` rows as soon as that many wait, or with the
-   * rest once the step ended. While `highWater` rows wait unread the
-   * connection is paused, so a result of any size costs a few batches of
-   * memory and PostgreSQL waits on a full socket.
+   * Step `index`'s rows are to be read as they arrive (take()) rather than
+   * once it completed; while `highWater` of them wait unread, the connection
+   * is paused, so a result of any size costs a few batches of memory and
+   * PostgreSQL waits on a full socket. Given before the exchange is sent, it
+   * holds from the first row.
    */
-  take(index: number, want: number, highWater: number): Promise<TakenRows> {
+  streamRows(index: number, highWater: number): void {
+    this.streamed = { index, highWater };
+  }
+
+  /**
+   * Resolves with up to `want` of the streamed step's rows as soon as that
+   * many wait, or with the rest once the step completed (`ended`).
+   */
+  take(want: number): Promise<TakenRows> {
     if (this.taker) throw new Error("one take() at a time");
     if (this.abandoned) return Promise.reject(new Error("the rows were abandoned"));
-    this.streamed = { index, highWater };
-    const result = this.results[index];
-    if (!result) return Promise.reject(new Error(`no step ${index}`));
+    const streamed = this.streamed;
+    const result = streamed && this.results[streamed.index];
+    if (!streamed || !result) return Promise.reject(new Error("no streamed step"));
+    const { index, highWater } = streamed;
+    const hand = (rows: RawRow[], ended: boolean) => {
+      if (result.rows.length < highWater) this.holdBack(false);
+      return Promise.resolve({ rows, ended });
+    };
+    // A step that completed is whole, whatever failed after it.
+    if (index < this.step) {
+      const rows = result.rows.splice(0, want);
+      return hand(rows, result.rows.length === 0);
+    }
     // A whole batch that arrived before a failure is the caller's, as a batch
     // read by an Execute of its own would be; a part of one is not.
-    if (result.rows.length >= want) {
-      const rows = result.rows.splice(0, want);
-      if (result.rows.length < highWater) this.holdBack(false);
-      const ended = this.error === undefined && index < this.step && result.rows.length === 0;
-      return Promise.resolve({ rows, ended });
-    }
+    if (result.rows.length >= want) return hand(result.rows.splice(0, want), false);
     if (this.error !== undefined) return Promise.reject(this.error);
-    if (index < this.step) return Promise.resolve({ rows: result.rows.splice(0), ended: true });
     if (this.finished) return Promise.reject(new Error("the exchange ended before that step ran"));
     this.holdBack(false);
     return new Promise((resolve, reject) => {
       this.taker = { index, want, resolve, reject };
     });
+  }
+
+  /** The first error PostgreSQL or the connection gave, once there is one. */
+  get failure(): unknown {
+    return this.error;
   }
 
   /**

@@ -228,4 +228,23 @@ t(
   },
 );
 
+t(
+  "a read-write caller's SELECT whose timer fired and whose COMMIT was never answered is commit_unknown",
+  async () => {
+    const before = await logged();
+    const trapped = relay.trapNextCommit("forward");
+    const answer = executeError(client, { sql: "select one_trip_log_it()", options: { timeoutMs: 300 } });
+    await trapped;
+    await eventually(async () => (await logged()) === before + 1, 5000, "the SELECT's write to commit");
+    // The answer is never let through: query-grpc gives up on the connection.
+    const error = await answer;
+    assert.is(
+      grpcAnswer(error),
+      "unknown",
+      `it committed, but the caller saw ${error.code} ${error.details}`,
+    );
+    assert.is(await logged(), before + 1, "committed once");
+  },
+);
+
 t.run();

@@ -173,7 +173,7 @@ export function transactionFailure(
  * is rolled back. A FATAL or PANIC, a connection or shutdown SQLSTATE, or no
  * answer at all proves nothing.
  */
-function provesNoCommit(error: unknown): boolean {
+export function provesNoCommit(error: unknown): boolean {
   if (error instanceof QueryFailure || !isServerError(error)) return false;
   const { code, severity } = error as { code: string; severity: string };
   return severity === "ERROR" && !code.startsWith("08") && !code.startsWith("57P");
