@@ -364,9 +364,9 @@ export class Transaction {
     if (!this.settings.readOnly) sink.mayCommit?.();
     const index = before.length;
     const exchange = new Exchange(steps, "sync");
-    // A batch may wait unread beside the one being delivered before
-    // PostgreSQL is held back: the batched way's bound, one batch per Execute.
-    exchange.streamRows(index, this.options.batchRows);
+    // A batch (in rows, or a message's bytes) may wait unread beside the one
+    // being delivered before PostgreSQL is held back.
+    exchange.streamRows(index, { rows: this.options.batchRows, bytes: this.options.maxMessageBytes });
     this.client.query(exchange as unknown as pg.QueryConfig);
     this.sentEnd = { exchange, steps: ending };
     const fields = await this.wait(exchange, exchange.fields(index), signal);

@@ -17,7 +17,7 @@ t("a streamed step that completed is whole, even when a later step of the exchan
     ],
     "sync",
   );
-  exchange.streamRows(0, 1000);
+  exchange.streamRows(0, { rows: 1000, bytes: 1 << 20 });
   client.query(exchange as never);
   await exchange.done().catch(() => {});
   const first = await exchange.take(100);
@@ -45,7 +45,7 @@ t("a part of a batch that arrived before the streamed step failed is not handed 
     ],
     "sync",
   );
-  exchange.streamRows(0, 1000);
+  exchange.streamRows(0, { rows: 1000, bytes: 1 << 20 });
   client.query(exchange as never);
   await exchange.done().catch(() => {});
   const error = await exchange.take(100).then(
@@ -70,7 +70,7 @@ t("rows streamed before anyone takes them are held back from the first one", asy
     ],
     "sync",
   );
-  exchange.streamRows(0, 100);
+  exchange.streamRows(0, { rows: 100, bytes: 1 << 20 });
   client.query(exchange as never);
   const admin = await adminClient();
   const waiting = async () =>

@@ -21,7 +21,7 @@
 import type { EventEmitter } from "node:events";
 import type { FieldDef } from "pg";
 import { isServerError } from "../errors.js";
-import type { RawRow } from "../results/rows.js";
+import { type RawRow, rowBytes } from "../results/rows.js";
 
 /** A parameter in the form node-postgres sends: text, bytes (bytea) or NULL. */
 export type ParamValue = string | Buffer | null;
@@ -72,6 +72,16 @@ interface Taker {
   reject: (error: unknown) => void;
 }
 
+/**
+ * A streamed step's batch: a take() is answered once `rows` rows or `bytes`
+ * bytes of them wait, and PostgreSQL is held back once a batch more than that
+ * waits unread.
+ */
+export interface StreamBatch {
+  rows: number;
+  bytes: number;
+}
+
 /** Rows of a streamed step: `ended` once no more follow (the step completed or suspended). */
 export interface TakenRows {
   rows: RawRow[];
@@ -103,7 +113,9 @@ export class Exchange {
   private describing: DescriptionWaiter[] = [];
   /** A streamed step (take()): who waits for its rows, and whether PostgreSQL is held back meanwhile. */
   private taker: Taker | undefined;
-  private streamed: { index: number; highWater: number } | undefined;
+  private streamed: { index: number; batch: StreamBatch } | undefined;
+  /** What the streamed step's rows waiting unread weigh (rowBytes). */
+  private pendingBytes = 0;
   private paused = false;
   private abandoned = false;
   private readonly settled: Promise<void>;
@@ -155,18 +167,18 @@ export class Exchange {
 
   /**
    * Step `index`'s rows are to be read as they arrive (take()) rather than
-   * once it completed; while `highWater` of them wait unread, the connection
-   * is paused, so a result of any size costs a few batches of memory and
-   * PostgreSQL waits on a full socket. Given before the exchange is sent, it
-   * holds from the first row.
+   * once it completed; while more than a batch of them waits unread (in rows
+   * or in bytes), the connection is paused, so a result of any size or width
+   * costs a few batches of memory and PostgreSQL waits on a full socket.
+   * Given before the exchange is sent, it holds from the first row.
    */
-  streamRows(index: number, highWater: number): void {
-    this.streamed = { index, highWater };
+  streamRows(index: number, batch: StreamBatch): void {
+    this.streamed = { index, batch };
   }
 
   /**
    * Resolves with up to `want` of the streamed step's rows as soon as that
-   * many wait, or with the rest once the step completed (`ended`).
+   * many, or a batch's bytes, wait; or with the rest once the step completed (`ended`).
    */
   take(want: number): Promise<TakenRows> {
     if (this.taker) throw new Error("one take() at a time");
@@ -174,19 +186,17 @@ export class Exchange {
     const streamed = this.streamed;
     const result = streamed && this.results[streamed.index];
     if (!streamed || !result) return Promise.reject(new Error("no streamed step"));
-    const { index, highWater } = streamed;
-    const hand = (rows: RawRow[], ended: boolean) => {
-      if (result.rows.length < highWater) this.holdBack(false);
-      return Promise.resolve({ rows, ended });
+    const { index } = streamed;
+    const hand = (ended: boolean) => {
+      const rows = this.takeRows(result.rows, want);
+      if (!this.overBatch(result.rows)) this.holdBack(false);
+      return Promise.resolve({ rows, ended: ended && result.rows.length === 0 });
     };
     // A step that completed is whole, whatever failed after it.
-    if (index < this.step) {
-      const rows = result.rows.splice(0, want);
-      return hand(rows, result.rows.length === 0);
-    }
+    if (index < this.step) return hand(true);
     // A whole batch that arrived before a failure is the caller's, as a batch
     // read by an Execute of its own would be; a part of one is not.
-    if (result.rows.length >= want) return hand(result.rows.splice(0, want), false);
+    if (this.batchReady(result.rows, want)) return hand(false);
     if (this.error !== undefined) return Promise.reject(this.error);
     if (this.finished) return Promise.reject(new Error("the exchange ended before that step ran"));
     this.holdBack(false);
@@ -208,6 +218,7 @@ export class Exchange {
   abandonRows(): void {
     this.abandoned = true;
     if (this.streamed) this.results[this.streamed.index]?.rows.splice(0);
+    this.pendingBytes = 0;
     this.holdBack(false);
   }
 
@@ -265,11 +276,12 @@ export class Exchange {
     }
     if (this.abandoned) return;
     rows.push(msg.fields);
+    this.pendingBytes += rowBytes(msg.fields);
     const taker = this.taker;
-    if (taker && rows.length >= taker.want) {
+    if (taker && this.batchReady(rows, taker.want)) {
       this.taker = undefined;
-      taker.resolve({ rows: rows.splice(0, taker.want), ended: false });
-    } else if (!taker && rows.length >= streamed.highWater) {
+      taker.resolve({ rows: this.takeRows(rows, taker.want), ended: false });
+    } else if (!taker && this.overBatch(rows)) {
       this.holdBack(true);
     }
   }
@@ -384,7 +396,9 @@ export class Exchange {
     const taker = this.taker;
     if (taker && taker.index === index) {
       this.taker = undefined;
-      taker.resolve({ rows: this.results[index]?.rows.splice(0) ?? [], ended: true });
+      const rows = this.results[index]?.rows ?? [];
+      const taken = this.takeRows(rows, taker.want);
+      taker.resolve({ rows: taken, ended: rows.length === 0 });
     }
     if (this.waiters.length === 0) return;
     const result = this.results[index] as StepResult;
@@ -392,6 +406,24 @@ export class Exchange {
     if (ready.length === 0) return;
     this.waiters = this.waiters.filter((w) => w.index > index);
     for (const waiter of ready) waiter.resolve(this.results[waiter.index] ?? result);
+  }
+
+  private batchReady(rows: RawRow[], want: number): boolean {
+    return rows.length >= want || this.pendingBytes >= (this.streamed?.batch.bytes ?? 0);
+  }
+
+  /** More than a batch waits unread: time to hold PostgreSQL back. */
+  private overBatch(rows: RawRow[]): boolean {
+    const batch = this.streamed?.batch;
+    return batch !== undefined && (rows.length >= batch.rows || this.pendingBytes >= 2 * batch.bytes);
+  }
+
+  /** Up to `want` rows from the front, and their weight off what waits. */
+  private takeRows(rows: RawRow[], want: number): RawRow[] {
+    const taken = rows.splice(0, want);
+    if (rows.length === 0) this.pendingBytes = 0;
+    else for (const row of taken) this.pendingBytes -= rowBytes(row);
+    return taken;
   }
 
   /** Pauses or resumes reading from PostgreSQL (take()'s flow control). */

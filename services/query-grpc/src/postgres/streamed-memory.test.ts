@@ -69,4 +69,42 @@ for (const readOnly of [false, true]) {
   });
 }
 
+t("a result of wide rows costs a few messages of memory while its reader is paused", async () => {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  const heapAfterGc = async () => {
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    return process.memoryUsage().heapUsed;
+  };
+  const before = await heapAfterGc();
+  // 400 rows of 500 kB: 200 MB, fewer rows than one batch (2,000) holds.
+  const call = client.execute(
+    ExecuteRequest.fromPartial({
+      sql: "select repeat('x', 500000) from generate_series(1, 400)",
+      options: { readOnly: true },
+    }),
+  );
+  let received = 0;
+  call.on("data", (message: ExecuteResponse) => {
+    received += message.rows?.rows.length ?? 0;
+    if (received > 0) call.pause();
+  });
+  const ended = new Promise<void>((resolve) => call.on("status", () => resolve()));
+  call.on("error", () => {});
+  await eventually(() => received > 0, 30_000, "the first rows to arrive");
+  // Time for whatever would pile up to pile up.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const grown = (await heapAfterGc()) - before;
+  call.cancel();
+  await ended;
+  const limit = 60e6;
+  assert.ok(
+    grown < limit,
+    `the heap grew by ${Math.round(grown / 1e6)} MB with ${received} rows received (limit 60 MB)`,
+  );
+  const next = await execute(client, { sql: "select 1", options: { readOnly: true } });
+  assert.equal(next.rows, [["1"]]);
+});
+
 t.run();

@@ -17,9 +17,7 @@ export function* byteBounded(rows: RawRow[], maxBytes: number): Generator<RawRow
   let start = 0;
   let bytes = 0;
   for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] as RawRow;
-    let size = 8 * row.length;
-    for (const value of row) if (value !== null) size += value.length;
+    const size = rowBytes(rows[i] as RawRow);
     if (bytes + size > maxBytes && i > start) {
       yield rows.slice(start, i);
       start = i;
@@ -29,6 +27,13 @@ export function* byteBounded(rows: RawRow[], maxBytes: number): Generator<RawRow
   }
   if (start === 0) yield rows;
   else if (start < rows.length) yield rows.slice(start);
+}
+
+/** About what a row weighs in a message: its values' lengths and a little per column. */
+export function rowBytes(row: RawRow): number {
+  let size = 8 * row.length;
+  for (const value of row) if (value !== null) size += value.length;
+  return size;
 }
 
 /** Shared by every row without NULLs; encoding only reads it. */
