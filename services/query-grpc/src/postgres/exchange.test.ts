@@ -3,22 +3,28 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { adminClient, eventually } from "../../../../test/helpers.js";
-import { Exchange } from "./exchange.js";
+import { Exchange, type Step } from "./exchange.js";
 
 const t = suite("an exchange's streamed rows");
 
-t("a streamed step that completed is whole, even when a later step of the exchange fails", async () => {
+/** Sends `steps` on a connection of its own, the first one's rows streamed in batches of `batchRows`. */
+async function streamed(steps: Step[], batchRows: number): Promise<{ exchange: Exchange; pid: number }> {
   const client = await adminClient();
-  // PostgreSQL answers all of it at once: 150 rows, their end, then the later step's error.
-  const exchange = new Exchange(
-    [
-      { sql: "select g from generate_series(1, 150) g", describe: true, rows: 0, role: "statement" },
-      { sql: "select 1 / 0", role: "after" },
-    ],
-    "sync",
-  );
-  exchange.streamRows(0, { rows: 1000, bytes: 1 << 20 });
+  const pid = (await client.query("select pg_backend_pid() as pid")).rows[0].pid as number;
+  const exchange = new Exchange(steps, "sync");
+  exchange.streamRows(0, { rows: batchRows, bytes: 1 << 20 });
   client.query(exchange as never);
+  return { exchange, pid };
+}
+
+const statement = (sql: string): Step => ({ sql, describe: true, rows: 0, role: "statement" });
+
+t("a streamed step that completed is whole, even when a later step of the exchange fails", async () => {
+  // PostgreSQL answers all of it at once: 150 rows, their end, then the later step's error.
+  const { exchange } = await streamed(
+    [statement("select g from generate_series(1, 150) g"), { sql: "select 1 / 0", role: "after" }],
+    1000,
+  );
   await exchange.done().catch(() => {});
   const first = await exchange.take(100);
   assert.is(first.rows.length, 100);
@@ -33,20 +39,10 @@ t("a streamed step that completed is whole, even when a later step of the exchan
 });
 
 t("a part of a batch that arrived before the streamed step failed is not handed over", async () => {
-  const client = await adminClient();
-  const exchange = new Exchange(
-    [
-      {
-        sql: "select 10 / (60 - g) from generate_series(1, 100) g",
-        describe: true,
-        rows: 0,
-        role: "statement",
-      },
-    ],
-    "sync",
+  const { exchange } = await streamed(
+    [statement("select 10 / (60 - g) from generate_series(1, 100) g")],
+    1000,
   );
-  exchange.streamRows(0, { rows: 1000, bytes: 1 << 20 });
-  client.query(exchange as never);
   await exchange.done().catch(() => {});
   const error = await exchange.take(100).then(
     () => undefined,
@@ -56,22 +52,11 @@ t("a part of a batch that arrived before the streamed step failed is not handed 
 });
 
 t("rows streamed before anyone takes them are held back from the first one", async () => {
-  const client = await adminClient();
-  const pid = (await client.query("select pg_backend_pid() as pid")).rows[0].pid;
   // 100 MB of rows, and nobody takes any for a while (as while column types are looked up).
-  const exchange = new Exchange(
-    [
-      {
-        sql: "select g, repeat('x', 1000) from generate_series(1, 100000) g",
-        describe: true,
-        rows: 0,
-        role: "statement",
-      },
-    ],
-    "sync",
+  const { exchange, pid } = await streamed(
+    [statement("select g, repeat('x', 1000) from generate_series(1, 100000) g")],
+    100,
   );
-  exchange.streamRows(0, { rows: 100, bytes: 1 << 20 });
-  client.query(exchange as never);
   const admin = await adminClient();
   const waiting = async () =>
     (
