@@ -65,6 +65,18 @@ export async function floorPhase(ctx: FloorContext): Promise<FloorResults> {
   };
   try {
     const paths: FloorPath[] = [];
+    /** A path to one empty server of `kind`, alone, loaded by `tool`. */
+    const alone = async (
+      key: FloorPath["key"],
+      kind: FloorKind,
+      label: string,
+      name: string,
+      tool: FloorPath["tool"],
+      via: (port: number) => Pick<FloorPath, "check" | "once">,
+    ) => {
+      const server = await start(kind, kind);
+      paths.push({ key, label, tool, cpu: [processCpu(name, server.pid)], ...via(server.port) });
+    };
     if (tools.h2load) {
       const h2loadPath = tools.h2load;
       const bodyFile = join(scratch, "execute.bin");
@@ -83,22 +95,15 @@ export async function floorPhase(ctx: FloorContext): Promise<FloorResults> {
             logFile: join(scratch, `h2load-${runs++}.log`),
           }),
       });
-      const grpcJs = await start("grpc-js", "grpc-js");
-      paths.push({
-        key: "grpcJs",
-        label: "grpc-js server, empty handler",
-        tool: "h2load",
-        cpu: [processCpu("grpc-js server", grpcJs.pid)],
-        ...viaH2load(grpcJs.port),
-      });
-      const http2 = await start("http2", "http2");
-      paths.push({
-        key: "http2",
-        label: "node:http2 server, empty handler",
-        tool: "h2load",
-        cpu: [processCpu("http2 server", http2.pid)],
-        ...viaH2load(http2.port),
-      });
+      await alone(
+        "grpcJs",
+        "grpc-js",
+        "grpc-js server, empty handler",
+        "grpc-js server",
+        "h2load",
+        viaH2load,
+      );
+      await alone("http2", "http2", "node:http2 server, empty handler", "http2 server", "h2load", viaH2load);
     }
     if (tools.wrk) {
       const wrkPath = tools.wrk;
@@ -116,14 +121,7 @@ export async function floorPhase(ctx: FloorContext): Promise<FloorResults> {
             scriptArgs: [String(ctx.lookupRows), literal],
           }),
       });
-      const hono = await start("hono", "hono");
-      paths.push({
-        key: "hono",
-        label: "Hono HTTP server, canned JSON",
-        tool: "wrk",
-        cpu: [processCpu("Hono", hono.pid)],
-        ...viaWrk(hono.port),
-      });
+      await alone("hono", "hono", "Hono HTTP server, canned JSON", "Hono", "wrk", viaWrk);
       // Each Hono its own empty grpc-js server, so no path's figure holds another's connections.
       const inFront = async (
         key: "honoGrpcJs" | "honoHttp2",
@@ -156,12 +154,7 @@ export async function floorPhase(ctx: FloorContext): Promise<FloorResults> {
     }
     return {
       skipped,
-      ...(await measurePaths(paths, {
-        seconds: ctx.seconds,
-        warmupSeconds: ctx.warmupSeconds,
-        reps: ctx.reps,
-        step: ctx.step,
-      })),
+      ...(await measurePaths(paths, ctx)),
     };
   } finally {
     for (const child of children.reverse()) await child.stop();

@@ -204,12 +204,7 @@ export async function loadgenPhase(ctx: LoadgenContext): Promise<LoadgenResults>
 
     return {
       skipped,
-      ...(await measurePaths(paths, {
-        seconds: ctx.seconds,
-        warmupSeconds: ctx.warmupSeconds,
-        reps: ctx.reps,
-        step: ctx.step,
-      })),
+      ...(await measurePaths(paths, ctx)),
     };
   } finally {
     await flask?.stop();

@@ -254,8 +254,7 @@ export class Transaction {
     if (!sent) return;
     const { exchange, steps } = sent;
     await this.stopSent(exchange);
-    const at = exchange.last - (steps.length - 1) + steps.findIndex((s) => s.role === "commit");
-    const answer = exchange.results[at]?.commandTag;
+    const answer = commitAnswer(exchange, steps);
     // PostgreSQL answers COMMIT of a failed transaction with ROLLBACK.
     if (answer !== undefined && answer !== "COMMIT") return;
     const before =
@@ -447,8 +446,6 @@ export class Transaction {
     const steps = sent?.steps ?? this.endSteps(outcome);
     const firstAfter = steps.length - afterCommit.length;
     const exchange = sent?.exchange ?? this.finalExchange(steps);
-    // The exchange may have carried the statement too: count from its end.
-    const offset = exchange.last - (steps.length - 1);
     let failure: unknown;
     try {
       await exchange.done();
@@ -456,7 +453,7 @@ export class Transaction {
       failure = error;
       this.broken = true; // what failed after COMMIT leaves a session we cannot vouch for
     }
-    const answer = exchange.results[offset + steps.findIndex((s) => s.role === "commit")]?.commandTag;
+    const answer = commitAnswer(exchange, steps);
     const unanswered = failure !== undefined && answer === undefined;
     // A read-only transaction has nothing to commit: once its statement ran,
     // only a failed role guard can still fail it.
@@ -489,7 +486,8 @@ export class Transaction {
     }
     this.state = "committed";
     if (failure === undefined && this.options.resetSession) markSessionClean(this.client);
-    return afterCommit.map((_, i) => exchange.results[offset + firstAfter + i]?.rows[0]?.[0] ?? null);
+    const answers = answersTo(exchange, steps);
+    return afterCommit.map((_, i) => answers[firstAfter + i]?.rows[0]?.[0] ?? null);
   }
 
   /**
@@ -643,4 +641,17 @@ export class Transaction {
     this.client.query(exchange as unknown as pg.QueryConfig);
     return exchange;
   }
+}
+
+/**
+ * PostgreSQL's answers to `steps`, the last steps given to `exchange`, in
+ * their order (the exchange may have carried the statement before them).
+ */
+function answersTo(exchange: Exchange, steps: Step[]): StepResult[] {
+  return exchange.results.slice(exchange.last - (steps.length - 1));
+}
+
+/** The command tag PostgreSQL answered the COMMIT (or ROLLBACK) of `steps` with, if it did. */
+function commitAnswer(exchange: Exchange, steps: Step[]): string | undefined {
+  return answersTo(exchange, steps)[steps.findIndex((s) => s.role === "commit")]?.commandTag;
 }
