@@ -9,6 +9,7 @@ import { closeSync, existsSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../scripts/embedded-postgres.js";
 import { findTool } from "./generators.js";
+import { stopChild } from "./processes.js";
 
 /** Debian's gunicorn runs /usr/bin/python3, whatever python3 is first on PATH. */
 const PYTHON = "/usr/bin/python3";
@@ -69,11 +70,7 @@ export class FlaskPeer {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 10_000);
-    await this.exited;
-    clearTimeout(timer);
+    await stopChild(this.child, this.exited, 10_000);
   }
 }
 

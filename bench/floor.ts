@@ -14,7 +14,7 @@ import type { FloorKind } from "./floor-servers.js";
 import { findTool, h2load, wrk } from "./generators.js";
 import { EXECUTE_PATH, executeBody, executeOnce } from "./h2load-grpc.js";
 import { measurePaths, type Path, postOnce } from "./paths.js";
-import { processCpu } from "./processes.js";
+import { processCpu, stopChild } from "./processes.js";
 import type { FloorResults } from "./report.js";
 
 export interface FloorContext {
@@ -210,10 +210,6 @@ class FloorChild {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5000);
-    await this.exited;
-    clearTimeout(timer);
+    await stopChild(this.child, this.exited, 5000);
   }
 }

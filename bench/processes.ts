@@ -70,11 +70,7 @@ export class Service {
 
   /** SIGTERM (so a CPU profile gets written), then SIGKILL if it lingers. */
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 10_000);
-    await this.exited;
-    clearTimeout(timer);
+    await stopChild(this.child, this.exited, 10_000);
   }
 }
 
@@ -265,4 +261,17 @@ export class CpuMeter {
   stop(): Record<string, number> {
     return Object.fromEntries(this.sources.map((s, i) => [s.name, s.seconds() - (this.before[i] ?? 0)]));
   }
+}
+
+/** SIGTERM, then SIGKILL if `child` has not exited `graceMs` later; resolves once it exited. */
+export async function stopChild(
+  child: ChildProcess,
+  exited: Promise<unknown>,
+  graceMs: number,
+): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
 }
