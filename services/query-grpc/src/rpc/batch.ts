@@ -11,6 +11,7 @@ import {
   type Row,
   type StatementResult,
 } from "../../../../proto/gen/querygate/v1/query.js";
+import { auditLogger } from "../../../shared/src/logger.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
 import type { StatementSink, Transaction } from "../postgres/engine.js";
@@ -105,7 +106,7 @@ async function runBatch(
       caller,
       settings.readOnly,
       "ExecuteBatch",
-      ExecuteBatchRequest.encode(call.request).finish(),
+      () => ExecuteBatchRequest.encode(call.request).finish(),
       () => recordedBatch({ results: gathered.results, serverTimeMs: 0 }, deps.idempotency.maxRecordBytes),
     );
     settings.ledger = keyed?.hook;
@@ -172,7 +173,7 @@ async function runBatch(
     call.off("cancelled", onCancelled);
     // The audit line: who ran what kinds of statement, how it ended. Never
     // parameter values, literals or credentials.
-    deps.logger.info(
+    auditLogger(deps.logger).info(
       {
         method: "ExecuteBatch",
         requestId,

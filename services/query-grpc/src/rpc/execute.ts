@@ -5,6 +5,7 @@ import {
   type ResultFooter,
   StatementResult,
 } from "../../../../proto/gen/querygate/v1/query.js";
+import { auditLogger } from "../../../shared/src/logger.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
 import type { CancelReason, QueryMetrics } from "../metrics.js";
@@ -85,7 +86,7 @@ export async function handleExecute(
       caller,
       settings.readOnly,
       "Execute",
-      ExecuteRequest.encode(call.request).finish(),
+      () => ExecuteRequest.encode(call.request).finish(),
       (result) => recorder.recorded(result),
     );
     settings.ledger = keyed?.hook;
@@ -147,7 +148,7 @@ export async function handleExecute(
     deps.metrics.rows.inc({ method: "Execute" }, rows);
     // The audit line: who ran what kind of statement, how it ended. Never
     // parameter values, literals or credentials.
-    deps.logger.info(
+    auditLogger(deps.logger).info(
       {
         method: "Execute",
         requestId,

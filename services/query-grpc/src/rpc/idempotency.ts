@@ -97,7 +97,8 @@ export function keyedCall(
   caller: Caller,
   readOnly: boolean,
   method: string,
-  request: Uint8Array,
+  /** The request's bytes, for its hash: encoded only when the call carries a key. */
+  request: () => Uint8Array,
   outcome: (statement?: StatementOutcome) => Recorded,
 ): KeyedCall | undefined {
   const key = idempotencyKeyOf(metadata);
@@ -108,7 +109,7 @@ export function keyedCall(
       "idempotency keys need querygate's ledger, which is not installed in this database (npm run migrate)",
     );
   }
-  const hash = createHash("sha256").update(method).update("\n").update(request).digest("hex");
+  const hash = createHash("sha256").update(method).update("\n").update(request()).digest("hex");
   return new KeyedCall(idempotency.ledger, caller, key, hash, outcome);
 }
 

@@ -15,7 +15,7 @@ import {
   type TransactionStatusRequest,
   type TransactionStatusResponse,
 } from "../../../../proto/gen/querygate/v1/query.js";
-import type { Logger } from "../../../shared/src/logger.js";
+import { auditLogger, type Logger } from "../../../shared/src/logger.js";
 import type { Authenticator, Caller } from "../auth/authenticate.js";
 import { asFailure, fromDatabaseError, QueryFailure, toGrpcStatus } from "../errors.js";
 import { callerHash, type NamedRequest, parseApplicationName } from "../postgres/application-name.js";
@@ -110,13 +110,16 @@ function unary<Req, Res>(
       return work(caller, call.request);
     })().then(
       (response) => {
-        deps.logger.info({ method, requestId, caller: caller?.name, outcome: "OK" }, "request");
+        auditLogger(deps.logger).info({ method, requestId, caller: caller?.name, outcome: "OK" }, "request");
         callback(null, response);
       },
       (error: unknown) => {
         const failure = asFailure(error);
         if (failure.kind === "internal") deps.logger.error({ err: error }, `${method} failed unexpectedly`);
-        deps.logger.info({ method, requestId, caller: caller?.name, outcome: failure.kind }, "request");
+        auditLogger(deps.logger).info(
+          { method, requestId, caller: caller?.name, outcome: failure.kind },
+          "request",
+        );
         callback(toGrpcStatus(failure));
       },
     );

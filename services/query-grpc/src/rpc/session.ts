@@ -17,6 +17,7 @@ import type {
   SessionResponse,
   TransactionOptions,
 } from "../../../../proto/gen/querygate/v1/query.js";
+import { auditLogger } from "../../../shared/src/logger.js";
 import type { Caller } from "../auth/authenticate.js";
 import { asFailure, QueryFailure, toGrpcStatus } from "../errors.js";
 import type { StatementSink, Transaction } from "../postgres/engine.js";
@@ -186,7 +187,7 @@ async function runSession(call: Call, deps: TransactionRpcDeps, controller: Abor
     call.off("cancelled", onCancelled);
     // The audit line: who ran what kinds of statement, how it ended. Never
     // parameter values, literals or credentials.
-    deps.logger.info(
+    auditLogger(deps.logger).info(
       {
         method: "Session",
         requestId,
