@@ -17,7 +17,14 @@ import { asFailure, isServerError, QueryFailure } from "../errors.js";
 import { byteBounded, columnOf, footerOf, type RawRow, toRow } from "../results/rows.js";
 import type { Admission } from "./admission.js";
 import { cancelledInDatabase, stopStatement } from "./cancel.js";
-import { type Ending, Exchange, type ParamValue, type Step, type StepResult } from "./exchange.js";
+import {
+  type Ending,
+  Exchange,
+  type ParamValue,
+  type Step,
+  type StepResult,
+  type StreamBatch,
+} from "./exchange.js";
 import { DISCARD_ALL, markSessionClean, takeSessionClean } from "./session-reset.js";
 import {
   provesNoCommit,
@@ -186,51 +193,13 @@ export class Transaction {
       const { before, idStep } = this.setupSteps(statement);
       if (!this.settings.readOnly) sink.mayCommit?.();
       const limit = statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
-      // One row past the limit tells a result of exactly `limit` rows from a truncated one.
-      const want = (sent: number, batch: number) => Math.min(batch, limit - sent + 1);
-      const first = this.send([
-        ...before,
-        {
-          sql: statement.sql,
-          values: statement.params,
-          describe: true,
-          rows: want(0, firstBatchRows),
-          role: "statement",
-        },
-      ]);
-      // The header goes out as soon as PostgreSQL described the result, before its rows.
-      const fields = await this.wait(first.exchange, first.exchange.fields(first.index), bounded.signal);
-      // A lookup on the control connection: the statement's timeout and cancel still hold meanwhile.
-      const names = await untilAborted(this.columnNames(fields), bounded.signal);
-      await untilAborted(sink.header(fields.map((f, i) => columnOf(f, names[i]))), bounded.signal);
+      const { exchange, index } = this.send([...before, statementStep(statement, limit)]);
+      const streamed = await this.stream(exchange, index, sink, limit, firstBatchRows, bounded.signal);
       if (idStep !== undefined) {
-        const at = first.index - (before.length - idStep);
-        this.transactionId = first.exchange.results[at]?.rows[0]?.[0] ?? undefined;
+        const at = index - (before.length - idStep);
+        this.transactionId = exchange.results[at]?.rows[0]?.[0] ?? undefined;
       }
-      let result = await this.step(first.exchange, first.index, bounded.signal);
-
-      let sent = 0;
-      let truncated = false;
-      for (;;) {
-        let rows = result.rows;
-        // Handed to the sink below: a "single" transaction's one exchange lives
-        // as long as the statement, and must not keep every batch it streamed.
-        result.rows = [];
-        if (rows.length > limit - sent) {
-          rows = rows.slice(0, limit - sent);
-          truncated = true;
-        }
-        sent += rows.length;
-        const lastRows = truncated || !result.suspended;
-        await this.deliver(sink, rows, lastRows, bounded.signal);
-        if (lastRows) break;
-        if (bounded.signal.aborted) throw bounded.signal.reason;
-        const more = this.send([{ more: want(sent, this.options.batchRows), role: "statement" }]);
-        result = await this.step(more.exchange, more.index, bounded.signal);
-      }
-      if (bounded.signal.aborted) throw bounded.signal.reason;
-
-      return footerOf(result.commandTag, fields.length > 0, sent, truncated, started);
+      return footerOf(streamed.commandTag, streamed.described, streamed.sent, streamed.truncated, started);
     } catch (error) {
       const failure = bounded.signal.aborted ? bounded.signal.reason : error;
       if (this.commitSent) await this.refuseToHideCommit(failure);
@@ -348,26 +317,32 @@ export class Transaction {
     const { before } = this.setupSteps(statement);
     const limit = statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
     const ending = this.endSteps();
-    const steps: Step[] = [
-      ...before,
-      // One row past the limit tells a result of exactly `limit` rows from a truncated one.
-      {
-        sql: statement.sql,
-        values: statement.params,
-        describe: true,
-        rows: statement.maxRows > 0 ? limit + 1 : 0,
-        role: "statement",
-      },
-      ...ending,
-    ];
     if (!this.settings.readOnly) sink.mayCommit?.();
     const index = before.length;
-    const exchange = new Exchange(steps, "sync");
-    // A batch (in rows, or a message's bytes) may wait unread beside the one
-    // being delivered before PostgreSQL is held back.
-    exchange.streamRows(index, { rows: this.options.batchRows, bytes: this.options.maxMessageBytes });
+    const exchange = new Exchange([...before, statementStep(statement, limit), ...ending], "sync");
+    exchange.streamRows(index, this.streamBatch());
     this.client.query(exchange as unknown as pg.QueryConfig);
     this.sentEnd = { exchange, steps: ending };
+    const streamed = await this.stream(exchange, index, sink, limit, firstBatchRows, signal);
+    return footerOf(streamed.commandTag, streamed.described, streamed.sent, streamed.truncated, started);
+  }
+
+  /**
+   * Hands step `index`'s result to `sink` as PostgreSQL sends it: the header
+   * once the result is described, then its rows a batch at a time (the first
+   * of `firstBatchRows`, so the first rows go out early), `limit` at most.
+   * The step was sent streamed (streamBatch): while the caller is slower,
+   * PostgreSQL is held back on its socket, so a result of any size or width
+   * costs a few batches of memory.
+   */
+  private async stream(
+    exchange: Exchange,
+    index: number,
+    sink: StatementSink,
+    limit: number,
+    firstBatchRows: number,
+    signal: AbortSignal,
+  ): Promise<{ described: boolean; sent: number; truncated: boolean; commandTag: string | undefined }> {
     const fields = await this.wait(exchange, exchange.fields(index), signal);
     const names = await untilAborted(this.columnNames(fields), signal);
     await untilAborted(sink.header(fields.map((f, i) => columnOf(f, names[i]))), signal);
@@ -386,8 +361,13 @@ export class Transaction {
       if (lastRows) break;
     }
     if (signal.aborted) throw signal.reason;
-    const result = await this.wait(exchange, exchange.result(index), signal);
-    return footerOf(result.commandTag, fields.length > 0, sent, truncated, started);
+    const result = await this.step(exchange, index, signal);
+    return { described: fields.length > 0, sent, truncated, commandTag: result.commandTag };
+  }
+
+  /** How much of a streamed result may wait unread (in rows, or a message's bytes) beside the batch being delivered. */
+  private streamBatch(): StreamBatch {
+    return { rows: this.options.batchRows, bytes: this.options.maxMessageBytes };
   }
 
   /** Hands `rows` to the sink in messages bounded by bytes; `lastRows`: no rows follow them. */
@@ -557,14 +537,17 @@ export class Transaction {
    * an "open" one ends each with Sync. Returns the exchange and the index of
    * the last step, to wait on with wait().
    */
+  /** Sends `steps`, the last of them a statement whose rows are streamed (stream()). */
   private send(steps: Step[]): { exchange: Exchange; index: number } {
     const ending: Ending = this.shape === "single" ? "flush" : "sync";
     let exchange: Exchange;
     if (this.live?.open) {
       exchange = this.live;
+      exchange.streamRows(exchange.last + steps.length, this.streamBatch());
       exchange.continue(steps, ending);
     } else {
       exchange = new Exchange(steps, ending);
+      exchange.streamRows(steps.length - 1, this.streamBatch());
       if (ending === "flush") this.live = exchange;
       this.client.query(exchange as unknown as pg.QueryConfig);
     }
@@ -654,4 +637,15 @@ function answersTo(exchange: Exchange, steps: Step[]): StepResult[] {
 /** The command tag PostgreSQL answered the COMMIT (or ROLLBACK) of `steps` with, if it did. */
 function commitAnswer(exchange: Exchange, steps: Step[]): string | undefined {
   return answersTo(exchange, steps)[steps.findIndex((s) => s.role === "commit")]?.commandTag;
+}
+
+/** The caller's statement, run to its end in one Execute; one row past `limit` tells a result of exactly `limit` rows from a truncated one. */
+function statementStep(statement: Statement, limit: number): Step {
+  return {
+    sql: statement.sql,
+    values: statement.params,
+    describe: true,
+    rows: Number.isFinite(limit) ? limit + 1 : 0,
+    role: "statement",
+  };
 }

@@ -1,6 +1,6 @@
 // The one way querygate speaks PostgreSQL's extended protocol: an Exchange
-// is a node-postgres Submittable that pipelines steps (statements, or more
-// rows of the open portal) in one network write each time it is given some,
+// is a node-postgres Submittable that pipelines steps (statements) in one
+// network write each time it is given some,
 // and ends either with Sync (PostgreSQL answers ReadyForQuery and the
 // exchange is over) or with Flush (PostgreSQL sends what it has and waits:
 // the exchange stays pg's active query and more steps can follow).
@@ -16,8 +16,8 @@
 // to COMMIT, so PostgreSQL shows it "active" while its rows stream. Sync
 // ends every statement of a transaction that outlives it (ExecuteBatch,
 // Session): between statements the connection is honestly "idle in
-// transaction", and inside BEGIN the unnamed portal survives Sync, so a
-// later exchange may read more of its rows.
+// transaction". A statement's rows are read as they arrive (streamRows,
+// take), with the socket paused while the reader is slower.
 import type { EventEmitter } from "node:events";
 import type { FieldDef } from "pg";
 import { isServerError } from "../errors.js";
@@ -29,11 +29,14 @@ export type ParamValue = string | Buffer | null;
 /** What a step is for: where an error strikes decides what it means (transaction.ts). */
 export type StepRole = "setup" | "statement" | "guard" | "ledger" | "commit" | "after";
 
-export type Step =
-  /** Parse, Bind into the unnamed portal, optionally Describe, Execute up to `rows` rows (0 = all). */
-  | { sql: string; values?: ParamValue[]; describe?: boolean; rows?: number; role: StepRole }
-  /** Execute up to `more` further rows of the unnamed portal. */
-  | { more: number; role: "statement" };
+/** Parse, Bind into the unnamed portal, optionally Describe, Execute up to `rows` rows (0 = all). */
+export interface Step {
+  sql: string;
+  values?: ParamValue[];
+  describe?: boolean;
+  rows?: number;
+  role: StepRole;
+}
 
 export interface StepResult {
   /** Set when the step described its portal; [] for a statement without rows. */
@@ -41,8 +44,6 @@ export interface StepResult {
   rows: RawRow[];
   /** PostgreSQL's command tag once the statement completed. */
   commandTag: string | undefined;
-  /** True when the row limit stopped the portal before its end. */
-  suspended: boolean;
 }
 
 export type Ending = "sync" | "flush";
@@ -287,8 +288,7 @@ export class Exchange {
   }
 
   handlePortalSuspended(): void {
-    const result = this.results[this.step];
-    if (result) result.suspended = true;
+    // The row limit stopped the portal before its end: the step is over all the same.
     this.advance();
   }
 
@@ -353,7 +353,7 @@ export class Exchange {
   private add(steps: Step[]): void {
     for (const step of steps) {
       this.steps.push(step);
-      this.results.push({ fields: undefined, rows: [], commandTag: undefined, suspended: false });
+      this.results.push({ fields: undefined, rows: [], commandTag: undefined });
     }
   }
 
@@ -363,10 +363,6 @@ export class Exchange {
     // One network write for the whole pipeline, not one per protocol message.
     con.stream.cork();
     for (const step of this.steps.slice(from)) {
-      if ("more" in step) {
-        con.execute({ rows: step.more });
-        continue;
-      }
       con.parse({ text: step.sql });
       con.bind({ values: step.values ?? [] });
       if (step.describe) con.describe({ type: "P" });

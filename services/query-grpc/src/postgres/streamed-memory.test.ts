@@ -21,6 +21,7 @@ let client: ReturnType<typeof grpcClient>;
 t.before(async () => {
   const server = await startGrpc({ POOL_MAX: "1" });
   client = grpcClient(server.target);
+  await execute(client, { sql: "create table if not exists streamed_memory_sink (n int)" });
 });
 
 /** The heap in use after a full collection, taken from a later task so nothing of the current job pins what it touched. */
@@ -81,15 +82,25 @@ for (const readOnly of [false, true]) {
   });
 }
 
-t("a result of wide rows costs a few messages of memory while its reader is paused", async () => {
-  // 400 rows of 500 kB: 200 MB, fewer rows than one batch (2,000) holds.
-  const sql = "select repeat('x', 500000) from generate_series(1, 400)";
-  // A second for whatever would pile up to pile up.
-  const { grown, received } = await grownWhilePaused(sql, true, 1, 1000);
-  assert.ok(
-    grown < 60e6,
-    `the heap grew by ${Math.round(grown / 1e6)} MB with ${received} rows received (limit 60 MB)`,
-  );
-});
+// 150 rows of 1 MB: fewer rows than the first batch (100) and one more (2,000) hold.
+const WIDE_ROWS = "repeat('x', 1000000) from generate_series(1, 150) as g";
+for (const [how, sql, readOnly] of [
+  ["a read-only read, in one trip", `select ${WIDE_ROWS}`, true],
+  // A statement that may write reads its rows before COMMIT goes out, in a round trip of its own.
+  [
+    "a write's RETURNING, before its COMMIT",
+    `with written as (insert into streamed_memory_sink select g from generate_series(1, 150) as g returning n) select repeat('x', 1000000) from written`,
+    false,
+  ],
+] as const) {
+  t(`a result of wide rows costs a few messages of memory while its reader is paused (${how})`, async () => {
+    // A second for whatever would pile up to pile up.
+    const { grown, received } = await grownWhilePaused(sql, readOnly, 1, 1000);
+    assert.ok(
+      grown < 60e6,
+      `the heap grew by ${Math.round(grown / 1e6)} MB with ${received} rows received (limit 60 MB)`,
+    );
+  });
+}
 
 t.run();
