@@ -13,10 +13,10 @@ import {
 } from "../../../../proto/gen/querygate/v1/query.js";
 import { atEnd, eventually, startGrpc, testQueryServer } from "../../../../test/helpers.js";
 import { roles } from "../../../../test/roles.js";
+import { FrameError, MessageFrames } from "../../../shared/src/grpc-framing.js";
 import { fromGrpcError } from "../errors.js";
 import { type ExecuteCall, ExecuteClient } from "./execute-call.js";
-import { passedOnHeaders } from "./grpc-client.js";
-import { FrameError, MessageFrames } from "./grpc-framing.js";
+import { MAX_RESULT_MESSAGE_BYTES, passedOnHeaders } from "./grpc-client.js";
 
 const t = suite("http-bridge Execute over node:http2");
 
@@ -65,7 +65,7 @@ const decoded = (frames: Buffer[]) => frames.map((f) => ExecuteResponse.decode(f
 
 t("messages cut into 1-byte chunks are decoded whole and in order", () => {
   const wire = framed(HEADER, rows("1", "2"), message({ rows: { rows: [] } }), FOOTER);
-  const frames = new MessageFrames();
+  const frames = new MessageFrames(MAX_RESULT_MESSAGE_BYTES);
   const out: Buffer[] = [];
   for (let i = 0; i < wire.length; i++) out.push(...frames.push(wire.subarray(i, i + 1)));
   assert.equal(decoded(out), [HEADER, rows("1", "2"), message({ rows: { rows: [] } }), FOOTER]);
@@ -74,7 +74,7 @@ t("messages cut into 1-byte chunks are decoded whole and in order", () => {
 
 t("several messages in one chunk, and one split across two, all come out", () => {
   const wire = framed(HEADER, rows("a"), rows("b"), FOOTER);
-  const frames = new MessageFrames();
+  const frames = new MessageFrames(MAX_RESULT_MESSAGE_BYTES);
   const cut = wire.length - 7;
   const first = frames.push(wire.subarray(0, cut));
   assert.is(first.length, 3);
@@ -86,7 +86,7 @@ t("several messages in one chunk, and one split across two, all come out", () =>
 t("a 16 MiB message over 16 KiB chunks is decoded byte for byte", () => {
   const big = rows("x".repeat(16 * 1024 * 1024));
   const wire = framed(big, FOOTER);
-  const frames = new MessageFrames();
+  const frames = new MessageFrames(MAX_RESULT_MESSAGE_BYTES);
   const out: Buffer[] = [];
   for (let at = 0; at < wire.length; at += 16 * 1024)
     out.push(...frames.push(wire.subarray(at, at + 16 * 1024)));
@@ -111,7 +111,7 @@ t("a message over the size limit is RESOURCE_EXHAUSTED from its length alone", (
 
 t("a compressed frame (none was offered) is INTERNAL", () => {
   assert.throws(
-    () => new MessageFrames().push(Buffer.from([1, 0, 0, 0, 0])),
+    () => new MessageFrames(MAX_RESULT_MESSAGE_BYTES).push(Buffer.from([1, 0, 0, 0, 0])),
     (e: unknown) => e instanceof FrameError && e.code === status.INTERNAL,
   );
 });

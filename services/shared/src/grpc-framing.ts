@@ -1,8 +1,8 @@
-// gRPC's message framing on HTTP/2 DATA frames, for execute-call.ts: apart
-// because it is pure bytes (unit-tested on its own against chunk cuts) and
-// the call file is about the call's lifecycle.
+// gRPC's wire format on HTTP/2, as pure bytes and strings: the length-prefixed
+// message framing of DATA frames and the percent-encoding of grpc-message.
+// Shared by the bridge's node:http2 client (execute-call.ts) and query-grpc's
+// node:http2 server (grpc/transport), so both sides frame alike.
 import { status } from "@grpc/grpc-js";
-import { MAX_RESULT_MESSAGE_BYTES } from "./grpc-client.js";
 
 export class FrameError extends Error {
   constructor(
@@ -12,6 +12,10 @@ export class FrameError extends Error {
     super(message);
   }
 }
+
+/** A compressed message where none was offered (no grpc-accept-encoding): a broken peer. */
+const refuseCompressed = () =>
+  new FrameError(status.INTERNAL, "received a compressed or malformed message frame");
 
 /**
  * gRPC's length-prefixed messages (1 flag byte, 4 bytes big-endian length)
@@ -24,7 +28,11 @@ export class MessageFrames {
   private body: Buffer | undefined;
   private bodyBytes = 0;
 
-  constructor(private readonly maxBytes = MAX_RESULT_MESSAGE_BYTES) {}
+  constructor(
+    private readonly maxBytes: number,
+    /** What a message with the compressed flag set is refused with. */
+    private readonly compressed: () => FrameError = refuseCompressed,
+  ) {}
 
   /** The messages `chunk` completes, in order; a partial one waits for the next chunk. */
   push(chunk: Buffer): Buffer[] {
@@ -39,9 +47,7 @@ export class MessageFrames {
         if (this.headerBytes < 5) break;
         this.headerBytes = 0;
         const length = this.header.readUInt32BE(1);
-        // No compression is offered (no grpc-accept-encoding), so a set flag is a broken peer.
-        if (this.header[0] !== 0)
-          throw new FrameError(status.INTERNAL, "received a compressed or malformed message frame");
+        if (this.header[0] !== 0) throw this.compressed();
         if (length > this.maxBytes) {
           throw new FrameError(
             status.RESOURCE_EXHAUSTED,
@@ -71,5 +77,37 @@ export class MessageFrames {
   /** True while a message has begun but not ended: a stream that ends now was cut. */
   get partial(): boolean {
     return this.headerBytes > 0 || this.body !== undefined;
+  }
+}
+
+/** One message as it travels: uncompressed flag, length, bytes. */
+export function frameMessage(message: Uint8Array): Buffer {
+  const framed = Buffer.allocUnsafe(message.length + 5);
+  framed[0] = 0;
+  framed.writeUInt32BE(message.length, 1);
+  framed.set(message, 5);
+  return framed;
+}
+
+/**
+ * grpc-message as the gRPC HTTP/2 spec has it: percent-encoded UTF-8. grpc-js
+ * sends encodeURI(details), which encodes more than the spec asks (spaces,
+ * quotes) but decodes the same; a lone surrogate, which encodeURI refuses,
+ * becomes U+FFFD rather than an exception in the middle of ending a call.
+ */
+export function encodeGrpcMessage(details: string): string {
+  try {
+    return encodeURI(details);
+  } catch {
+    return encodeURI(details.replace(/[\uD800-\uDFFF]/g, "\uFFFD"));
+  }
+}
+
+/** The text of a grpc-message; one that is not percent-encoded after all stays as sent. */
+export function decodeGrpcMessage(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
   }
 }
