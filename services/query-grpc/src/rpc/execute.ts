@@ -1,4 +1,4 @@
-import { type ServerWritableStream, status } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import {
   ExecuteRequest,
   type ExecuteResponse,
@@ -26,9 +26,10 @@ import { lsnTrailer, tokenOf } from "./consistency.js";
 import type { QueryServiceDeps, QueryServiceLimits } from "./deps.js";
 import { keyedCall, markReplayed, ResultRecorder } from "./idempotency.js";
 import { refuseBadEncoding } from "./request-encoding.js";
+import type { ServerWritableCall } from "./server-call.js";
 
 export async function handleExecute(
-  call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
+  call: ServerWritableCall<ExecuteRequest, ExecuteResponse>,
   deps: QueryServiceDeps,
   controller: AbortController,
 ): Promise<void> {
@@ -220,7 +221,7 @@ interface ResultWriter extends StatementSink {
 }
 
 function streamWriter(
-  call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
+  call: ServerWritableCall<ExecuteRequest, ExecuteResponse>,
   signal: AbortSignal,
   requestId: string,
   readOnly: boolean,
@@ -250,7 +251,7 @@ function streamWriter(
     sendHeaders();
     const waitFor = sentOlder;
     sentOlder = sentLast;
-    // grpc-js never calls back for a cancelled call: the abort below covers that.
+    // A cancelled call never calls back: the abort below covers that.
     sentLast = new Promise((resolve) => call.write(message, () => resolve()));
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -326,7 +327,7 @@ function streamWriter(
 
 /** A recorded outcome, streamed as Execute streams a result (it is capped in size, so no backpressure). */
 function replay(
-  call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
+  call: ServerWritableCall<ExecuteRequest, ExecuteResponse>,
   entry: LedgerEntry,
   requestId: string,
 ): void {
