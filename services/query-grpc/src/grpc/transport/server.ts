@@ -5,7 +5,7 @@
 // graceful shutdown and destruction on a forced one. Sockets come from
 // listener.ts, which has already seen their first bytes.
 import http2 from "node:http2";
-import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { type Metadata, status } from "@grpc/grpc-js";
 import type {
   CallStatus,
@@ -86,7 +86,7 @@ export class GrpcServer {
   }
 
   /** Takes a connection whose HTTP/2 preface is (or will be) in its read buffer. */
-  accept(socket: Socket): void {
+  accept(socket: Duplex): void {
     if (this.shuttingDown) {
       socket.destroy();
       return;
