@@ -6,7 +6,7 @@
 // straight to the stream, corked until the tick ends, and the trailers follow
 // at once: an answer written and ended in one tick shares its socket writes.
 import { EventEmitter } from "node:events";
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import { Metadata, status } from "@grpc/grpc-js";
 import {
   encodeGrpcMessage,
@@ -59,6 +59,19 @@ function trailersOf({ code, details, metadata }: CallStatus): http2.OutgoingHttp
     "grpc-message": encodeGrpcMessage(details),
     ...metadata?.toHttp2Headers(),
   };
+}
+
+/**
+ * Node refuses headers it cannot send (a value it finds invalid, a stream it
+ * has just closed) by throwing, in the middle of a handler's callback: the
+ * stream is reset instead, the client sees the call fail, the process stays.
+ */
+function guarded(stream: http2.ServerHttp2Stream, send: () => void): void {
+  try {
+    send();
+  } catch {
+    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  }
 }
 
 export class Http2Call<Req, Res>
@@ -124,7 +137,9 @@ export class Http2Call<Req, Res>
   sendMetadata(metadata: Metadata): void {
     if (this.headersSent || this.cancelled) return;
     this.headersSent = true;
-    this.stream.respond({ ...RESPONSE_HEADERS, ...metadata.toHttp2Headers() }, { waitForTrailers: true });
+    guarded(this.stream, () =>
+      this.stream.respond({ ...RESPONSE_HEADERS, ...metadata.toHttp2Headers() }, { waitForTrailers: true }),
+    );
   }
 
   write(message: Res, sent?: () => void): boolean {
@@ -189,12 +204,13 @@ export class Http2Call<Req, Res>
     this.statusSent = true;
     clearTimeout(this.deadlineTimer);
     if (!this.headersSent) {
-      respondTrailersOnly(this.stream, callStatus);
+      guarded(this.stream, () => respondTrailersOnly(this.stream, callStatus));
       this.notifyCancelled();
       return;
     }
     this.stream.once("wantTrailers", () => {
-      if (!this.stream.destroyed) this.stream.sendTrailers(trailersOf(callStatus));
+      if (!this.stream.destroyed)
+        guarded(this.stream, () => this.stream.sendTrailers(trailersOf(callStatus)));
       this.notifyCancelled();
     });
     // end() uncorks: the last messages, the end of the data and the trailers go together.
