@@ -240,9 +240,9 @@ function streamWriter(
   };
   // Backpressure by what has actually gone out: a write resolves once the
   // message before the previous one was handed to HTTP/2, so at most two
-  // batches wait there. (write()'s own signal comes only after grpc-js has
-  // queued 16 messages, 32,000 rows held as objects long enough for the GC
-  // to promote them, and RSS then grew with the result.)
+  // batches wait there. (Under grpc-js, write()'s own signal came only after
+  // it had queued 16 messages, 32,000 rows held as objects long enough for
+  // the GC to promote them, and RSS then grew with the result.)
   let sentOlder: Promise<void> = Promise.resolve();
   let sentLast: Promise<void> = Promise.resolve();
   const write = (message: ExecuteResponse): Promise<void> => {

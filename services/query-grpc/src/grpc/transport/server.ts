@@ -3,7 +3,9 @@
 // generated service definitions as grpc-js's addService() did, and keeps what
 // its options gave us: a receive limit, idle sessions closed, GOAWAY on a
 // graceful shutdown and destruction on a forced one. Sockets come from
-// listener.ts, which has already seen their first bytes.
+// listener.ts, which has already seen their first bytes. Clients may ping
+// with no call in progress (grpc.keepalive_permit_without_calls): node:http2
+// answers every PING and polices none.
 import http2 from "node:http2";
 import type { Duplex } from "node:stream";
 import { type Metadata, status } from "@grpc/grpc-js";
