@@ -79,12 +79,20 @@ t("a compressed frame (none was offered) is INTERNAL", () => {
   );
 });
 
-t("a compressed frame is refused with the error the caller chose", () => {
-  const frames = new MessageFrames(MAX, () => new FrameError(status.UNIMPLEMENTED, "gzip is not offered"));
-  assert.throws(
-    () => frames.push(Buffer.from([1, 0, 0, 0, 0])),
-    (e: unknown) => e instanceof FrameError && e.code === status.UNIMPLEMENTED,
+t("a compressed message goes through the caller's decompressor; plain ones do not", () => {
+  const seen: number[] = [];
+  const frames = new MessageFrames(MAX, (body) => {
+    seen.push(body.length);
+    return Buffer.from("inflated");
+  });
+  const compressed = frameMessage(Buffer.from("xyz"));
+  compressed[0] = 1;
+  const out = frames.push(Buffer.concat([frameMessage(Buffer.from("plain")), compressed]));
+  assert.equal(
+    out.map((b) => b.toString()),
+    ["plain", "inflated"],
   );
+  assert.equal(seen, [3]);
 });
 
 t("frameMessage writes the flag and the big-endian length before the bytes", () => {

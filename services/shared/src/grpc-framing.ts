@@ -14,8 +14,9 @@ export class FrameError extends Error {
 }
 
 /** A compressed message where none was offered (no grpc-accept-encoding): a broken peer. */
-const refuseCompressed = () =>
-  new FrameError(status.INTERNAL, "received a compressed or malformed message frame");
+const refuseCompressed = (): Buffer => {
+  throw new FrameError(status.INTERNAL, "received a compressed or malformed message frame");
+};
 
 /**
  * gRPC's length-prefixed messages (1 flag byte, 4 bytes big-endian length)
@@ -27,11 +28,12 @@ export class MessageFrames {
   private headerBytes = 0;
   private body: Buffer | undefined;
   private bodyBytes = 0;
+  private flagged = false;
 
   constructor(
     private readonly maxBytes: number,
-    /** What a message with the compressed flag set is refused with. */
-    private readonly compressed: () => FrameError = refuseCompressed,
+    /** A message with the compressed flag set, decompressed; throws a FrameError to refuse it. */
+    private readonly decompress: (message: Buffer) => Buffer = refuseCompressed,
   ) {}
 
   /** The messages `chunk` completes, in order; a partial one waits for the next chunk. */
@@ -47,7 +49,7 @@ export class MessageFrames {
         if (this.headerBytes < 5) break;
         this.headerBytes = 0;
         const length = this.header.readUInt32BE(1);
-        if (this.header[0] !== 0) throw this.compressed();
+        this.flagged = this.header[0] !== 0;
         if (length > this.maxBytes) {
           throw new FrameError(
             status.RESOURCE_EXHAUSTED,
@@ -55,7 +57,7 @@ export class MessageFrames {
           );
         }
         if (length <= chunk.length - at) {
-          messages.push(chunk.subarray(at, at + length));
+          messages.push(this.complete(chunk.subarray(at, at + length)));
           at += length;
           continue;
         }
@@ -67,11 +69,15 @@ export class MessageFrames {
       this.bodyBytes += take;
       at += take;
       if (this.bodyBytes === this.body.length) {
-        messages.push(this.body);
+        messages.push(this.complete(this.body));
         this.body = undefined;
       }
     }
     return messages;
+  }
+
+  private complete(message: Buffer): Buffer {
+    return this.flagged ? this.decompress(message) : message;
   }
 
   /** True while a message has begun but not ended: a stream that ends now was cut. */

@@ -7,6 +7,7 @@
 // at once: an answer written and ended in one tick shares its socket writes.
 import { EventEmitter } from "node:events";
 import http2 from "node:http2";
+import { gunzipSync, inflateSync } from "node:zlib";
 import { Metadata, status } from "@grpc/grpc-js";
 import {
   encodeGrpcMessage,
@@ -22,11 +23,11 @@ import type {
   ServerWritableCall,
 } from "../../rpc/server-call.js";
 
-/** What grpc-js answers with, minus the encodings it would decompress: none is offered here. */
+/** What grpc-js answers with: responses are never compressed; requests may be, with these. */
 const RESPONSE_HEADERS = {
   ":status": 200,
   "content-type": "application/grpc+proto",
-  "grpc-accept-encoding": "identity",
+  "grpc-accept-encoding": "identity,deflate,gzip",
   "grpc-encoding": "identity",
 } as const;
 
@@ -51,6 +52,33 @@ const COPY_BELOW = 64 * 1024;
 export function respondTrailersOnly(stream: http2.ServerHttp2Stream, callStatus: CallStatus): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
   stream.respond({ ...RESPONSE_HEADERS, ...trailersOf(callStatus) }, { endStream: true });
+}
+
+/**
+ * A compressed request message, as grpc-js takes them: gzip and deflate, the
+ * result held to the receive limit. Synchronous, so messages stay in order;
+ * the limit bounds the time as well as the memory.
+ */
+function decompress(body: Buffer, encoding: string, maxBytes: number): Buffer {
+  const inflate = encoding === "gzip" ? gunzipSync : encoding === "deflate" ? inflateSync : undefined;
+  if (!inflate) {
+    // The spec's answer to a flag with identity, grpc-js's to an encoding it lacks.
+    throw new FrameError(
+      encoding === "identity" ? status.INTERNAL : status.UNIMPLEMENTED,
+      `Received message compressed with unsupported encoding "${encoding}"`,
+    );
+  }
+  try {
+    return inflate(body, { maxOutputLength: maxBytes });
+  } catch (error) {
+    if ((error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+      throw new FrameError(
+        status.RESOURCE_EXHAUSTED,
+        `Received message that decompresses to a size larger than ${maxBytes}`,
+      );
+    }
+    throw new FrameError(status.INTERNAL, "Failed to decompress message");
+  }
 }
 
 function trailersOf({ code, details, metadata }: CallStatus): http2.OutgoingHttpHeaders {
@@ -109,14 +137,7 @@ export class Http2Call<Req, Res>
     for (const key of NOT_METADATA) metadata.remove(key);
     this.metadata = metadata;
     const encoding = String(headers["grpc-encoding"] ?? "identity");
-    this.frames = new MessageFrames(maxReceiveBytes, () =>
-      encoding === "identity"
-        ? new FrameError(status.INTERNAL, "a compressed message on a call whose grpc-encoding is identity")
-        : new FrameError(
-            status.UNIMPLEMENTED,
-            `Received message compressed with unsupported encoding "${encoding}"`,
-          ),
-    );
+    this.frames = new MessageFrames(maxReceiveBytes, (body) => decompress(body, encoding, maxReceiveBytes));
     const timeout = headers["grpc-timeout"];
     if (timeout !== undefined) this.startDeadline(String(timeout));
     stream.on("data", (chunk: Buffer) => this.receive(chunk));

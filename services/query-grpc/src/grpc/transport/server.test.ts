@@ -5,6 +5,7 @@
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
+import { gzipSync } from "node:zlib";
 import {
   credentials,
   Metadata,
@@ -293,23 +294,55 @@ t("an oversized request is RESOURCE_EXHAUSTED, and the next call is served", asy
   assert.is(small.response?.status, 1);
 });
 
-t("a compressed message, none having been offered, is refused with UNIMPLEMENTED", async () => {
-  const { port } = await start({ unary: (_call, callback) => callback(null, { status: 1 }) });
-  const compressed = frame(Buffer.from([1, 2, 3]));
-  compressed[0] = 1;
-  const answer = await raw(
+t("a client that compresses its requests (gzip, as grpc-js offers) is served as by grpc-js", async () => {
+  const { port } = await start({
+    unary: (call, callback) => callback(null, { status: call.request.service.length }),
+  });
+  const Constructor = makeGenericClientConstructor(Echo, "Echo");
+  const generic = new Constructor(`127.0.0.1:${port}`, credentials.createInsecure(), {
+    "grpc.default_compression_algorithm": 2,
+  });
+  atEnd(async () => generic.close());
+  const answer = await new Promise<{ error: ServiceError | null; response?: HealthCheckResponse }>(
+    (resolve) =>
+      generic.unary?.(
+        { service: "x".repeat(500) },
+        (error: ServiceError | null, response?: HealthCheckResponse) => resolve({ error, response }),
+      ),
+  );
+  assert.is(answer.error, null);
+  assert.is(answer.response?.status, 500);
+});
+
+const compressedCall = (port: number, encoding: string, body: Buffer) => {
+  const framed = frame(body);
+  framed[0] = 1;
+  return raw(
     port,
     {
       ":method": "POST",
       ":path": "/test.Echo/Unary",
       "content-type": "application/grpc",
-      "grpc-encoding": "gzip",
+      "grpc-encoding": encoding,
       te: "trailers",
     },
-    compressed,
+    framed,
   );
-  assert.is(answer.headers["grpc-status"], String(status.UNIMPLEMENTED));
-});
+};
+
+t(
+  "a compressed message in an encoding not offered is UNIMPLEMENTED, one inflating past the limit RESOURCE_EXHAUSTED",
+  async () => {
+    const { port } = await start(
+      { unary: (_call, callback) => callback(null, { status: 1 }) },
+      { maxReceiveBytes: 1000 },
+    );
+    const brotli = await compressedCall(port, "br", Buffer.from([1, 2, 3]));
+    assert.is(brotli.headers["grpc-status"], String(status.UNIMPLEMENTED));
+    const bomb = await compressedCall(port, "gzip", gzipSync(Buffer.alloc(100_000)));
+    assert.is(bomb.headers["grpc-status"], String(status.RESOURCE_EXHAUSTED));
+  },
+);
 
 t("grpc-message is percent-encoded on the wire and decodes to the text sent (non-ASCII, '%')", async () => {
   const details = 'naïve 100% ✓ — "quoted"\nsecond line';
