@@ -3,8 +3,10 @@
 // except for the writes. grpc-js hands each message to a Writable that waits
 // for the previous one's callback, so a small answer went out as headers,
 // one DATA write per message, then the trailers. Here framed messages go
-// straight to the stream, corked until the tick ends, and the trailers follow
-// at once: an answer written and ended in one tick shares its socket writes.
+// straight to the stream, corked until the tick ends, and the trailers are
+// asked for at once: an answer written and ended in one tick leaves as one
+// socket write (headers and every message) and the trailers' (Node sends
+// trailers only once the stream's data has gone out).
 import { EventEmitter } from "node:events";
 import http2 from "node:http2";
 import { gunzipSync, inflateSync } from "node:zlib";
@@ -174,7 +176,7 @@ export class Http2Call<Req, Res>
     }
     this.sendMetadata(new Metadata());
     if (!this.corked) {
-      // Everything written in this tick leaves in one writev (and with the trailers, if end() follows).
+      // Everything written in this tick leaves in one writev, with the headers if they wait too.
       this.corked = true;
       this.stream.cork();
       process.nextTick(() => this.uncork());

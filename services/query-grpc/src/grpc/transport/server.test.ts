@@ -44,6 +44,15 @@ const Echo = {
     ...codec,
   },
   bidi: { path: "/test.Echo/Bidi", requestStream: true as const, responseStream: true as const, ...codec },
+  bytes: {
+    path: "/test.Echo/Bytes",
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b,
+  },
 };
 type Call = ServerWritableCall<HealthCheckRequest, HealthCheckResponse>;
 
@@ -68,7 +77,7 @@ async function start(
 ): Promise<Started> {
   const server = new GrpcServer({ maxReceiveBytes: 1024, idleTimeoutMs: 60_000, ...options });
   const never = () => {};
-  server.addService(Echo, { unary: never, stream: never, bidi: never, ...handlers });
+  server.addService(Echo, { unary: never, stream: never, bidi: never, bytes: never, ...handlers });
   const listener = await listen((socket) => server.accept(wrap(socket)), "127.0.0.1", 0, 5000);
   const Constructor = makeGenericClientConstructor(Echo, "Echo");
   const generic = new Constructor(`127.0.0.1:${listener.port}`, credentials.createInsecure());
@@ -490,6 +499,59 @@ t("a handler that throws is UNKNOWN and the server keeps serving", async () => {
   assert.is((await unary(client, { service: "" })).error?.code, status.UNKNOWN);
   assert.is((await unary(client, { service: "" })).response?.status, 1);
 });
+
+t("the server announces a bounded number of concurrent streams per session", async () => {
+  const { port } = await start({});
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on("error", () => {});
+  const settings = await new Promise<http2.Settings>((resolve) => session.once("remoteSettings", resolve));
+  session.close();
+  assert.is(settings.maxConcurrentStreams, 1000);
+});
+
+t(
+  "a reader that stops reading makes write() return false within its flow-control window, and drain follows",
+  async () => {
+    const message = Buffer.alloc(8 * 1024, 7);
+    let written = 0;
+    let refused = false;
+    let drained = false;
+    const { port } = await start({
+      bytes: (call) => {
+        const pump = () => {
+          if (written >= 10_000) return call.end();
+          written += 1;
+          if (call.write(message)) return setImmediate(pump);
+          refused = true;
+          call.on("drain", () => {
+            drained = true;
+            call.end();
+          });
+        };
+        pump();
+      },
+    });
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on("error", () => {});
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/test.Echo/Bytes",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.end(frame(Buffer.from("go")));
+    stream.pause();
+    await eventually(() => refused, 5000, "write() to report backpressure");
+    // 64 KiB of stream window, the client's and the server's stream buffers: a few dozen 8 KiB messages.
+    assert.ok(written < 100, `refused only after ${written} messages`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.not.ok(drained, "no drain while nobody reads");
+    stream.on("data", () => {});
+    stream.resume();
+    await eventually(() => drained, 5000, "drain once the client reads");
+    session.close();
+  },
+);
 
 /** The server's side of a connection, counting the writes HTTP/2 makes to it. */
 class CountingSocket extends Duplex {
