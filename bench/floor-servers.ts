@@ -23,9 +23,18 @@ import { type ServerType, serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { UPSTREAM_CHANNEL_OPTIONS } from "../services/http-bridge/src/upstream/grpc-client.js";
 import { loadConfig } from "../services/query-grpc/src/config.js";
+import { listen } from "../services/query-grpc/src/grpc/listener.js";
+import { GrpcServer } from "../services/query-grpc/src/grpc/transport/server.js";
 import { EXECUTE_PATH, frame } from "./h2load-grpc.js";
 
-export const FLOOR_KINDS = ["grpc-js", "http2", "hono", "hono-grpc-js", "hono-http2"] as const;
+export const FLOOR_KINDS = [
+  "grpc-js",
+  "querygate-h2",
+  "http2",
+  "hono",
+  "hono-grpc-js",
+  "hono-http2",
+] as const;
 export type FloorKind = (typeof FLOOR_KINDS)[number];
 
 export interface FloorServer {
@@ -64,6 +73,8 @@ export async function startFloorServer(kind: FloorKind, upstream?: string): Prom
   switch (kind) {
     case "grpc-js":
       return emptyGrpcJsServer();
+    case "querygate-h2":
+      return emptyQuerygateH2Server();
     case "http2":
       return emptyHttp2Server();
     case "hono":
@@ -110,6 +121,32 @@ async function emptyGrpcJsServer(): Promise<FloorServer> {
   return {
     port,
     close: async () => server.forceShutdown(),
+  };
+}
+
+/** query-grpc's own gRPC server (grpc/transport, on node:http2) and listener, with its default options. */
+async function emptyQuerygateH2Server(): Promise<FloorServer> {
+  const config = loadConfig({ DATABASE_URL: "postgres://floor.invalid/unused" });
+  const server = new GrpcServer({
+    maxReceiveBytes: config.MAX_REQUEST_BYTES,
+    idleTimeoutMs: config.GRPC_IDLE_TIMEOUT_MS,
+  });
+  server.addService(
+    { Execute: { ...RAW_EXECUTE, requestStream: false as const, responseStream: true as const } },
+    {
+      Execute: (call) => {
+        call.write(REPLY);
+        call.end();
+      },
+    },
+  );
+  const listener = await listen((socket) => server.accept(socket), "127.0.0.1", 0, 10_000);
+  return {
+    port: listener.port,
+    close: async () => {
+      await listener.close();
+      server.forceShutdown();
+    },
   };
 }
 

@@ -4,7 +4,7 @@
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { readGrpcAnswer, startFloorServer } from "./floor-servers.js";
-import { frame } from "./h2load-grpc.js";
+import { executeBody, executeOnce, frame } from "./h2load-grpc.js";
 import { type FloorResults, floorSums, type GeneratorStats, type LoadgenResults } from "./report.js";
 
 const t = suite("bench floor");
@@ -84,6 +84,18 @@ t("an answer with no grpc-status at all, or a cut frame, is an error rather than
   );
   const cut = frame(Buffer.from("truncated")).subarray(0, 8);
   assert.throws(() => readGrpcAnswer({ ":status": 200 }, { "grpc-status": "0" }, cut), /cut/);
+});
+
+t("the empty servers on grpc-js and on query-grpc's own transport both answer h2load's Execute", async () => {
+  const body = executeBody("select 1", []);
+  for (const kind of ["grpc-js", "querygate-h2"] as const) {
+    const server = await startFloorServer(kind);
+    try {
+      await executeOnce(server.port, body);
+    } finally {
+      await server.close();
+    }
+  }
 });
 
 t("Hono with either client reaches the empty grpc-js server and answers the canned JSON", async () => {

@@ -103,6 +103,14 @@ export async function floorPhase(ctx: FloorContext): Promise<FloorResults> {
         "h2load",
         viaH2load,
       );
+      await alone(
+        "querygateH2",
+        "querygate-h2",
+        "query-grpc's node:http2 gRPC server, empty handler",
+        "querygate h2 server",
+        "h2load",
+        viaH2load,
+      );
       await alone("http2", "http2", "node:http2 server, empty handler", "http2 server", "h2load", viaH2load);
     }
     if (tools.wrk) {

@@ -64,6 +64,8 @@ export interface FloorResults {
   skipped: string[];
   /** h2load → an empty grpc-js server (query-grpc's server options). */
   grpcJs?: GeneratorStats;
+  /** h2load → query-grpc's own gRPC server (grpc/transport on node:http2), empty handler. */
+  querygateH2?: GeneratorStats;
   /** h2load → an empty node:http2 server answering as gRPC does. */
   http2?: GeneratorStats;
   /** wrk → Hono on @hono/node-server, reading the body, answering canned JSON. */

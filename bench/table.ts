@@ -220,6 +220,7 @@ function loadgenTable(
 
 const FLOOR_ROWS = [
   ["grpcJs", "grpc-js server, empty handler"],
+  ["querygateH2", "query-grpc's node:http2 gRPC server, empty handler"],
   ["http2", "node:http2 server, empty handler"],
   ["hono", "Hono HTTP server, canned JSON"],
   ["honoGrpcJs", "Hono → grpc-js client → empty grpc-js server"],

@@ -16,7 +16,6 @@ import { roles } from "../../../../test/roles.js";
 import { fromGrpcError } from "../errors.js";
 import { type ExecuteCall, ExecuteClient } from "./execute-call.js";
 import { passedOnHeaders } from "./grpc-client.js";
-import { FrameError, MessageFrames } from "./grpc-framing.js";
 
 const t = suite("http-bridge Execute over node:http2");
 
@@ -49,72 +48,6 @@ const message = (m: DeepPartial<ExecuteResponse>) => ExecuteResponse.fromPartial
 const HEADER = message({ header: { columns: [{ name: "n", typeName: "int4", typeOid: 23 }] } });
 const FOOTER = message({ footer: { command: "SELECT", commandTag: "SELECT 1", rowCount: "1" } });
 const rows = (...values: string[]) => message({ rows: { rows: values.map((v) => ({ values: [v] })) } });
-
-function framed(...messages: ExecuteResponse[]): Buffer {
-  return Buffer.concat(
-    messages.map((m) => {
-      const body = ExecuteResponse.encode(m).finish();
-      const header = Buffer.alloc(5);
-      header.writeUInt32BE(body.length, 1);
-      return Buffer.concat([header, body]);
-    }),
-  );
-}
-
-const decoded = (frames: Buffer[]) => frames.map((f) => ExecuteResponse.decode(f));
-
-t("messages cut into 1-byte chunks are decoded whole and in order", () => {
-  const wire = framed(HEADER, rows("1", "2"), message({ rows: { rows: [] } }), FOOTER);
-  const frames = new MessageFrames();
-  const out: Buffer[] = [];
-  for (let i = 0; i < wire.length; i++) out.push(...frames.push(wire.subarray(i, i + 1)));
-  assert.equal(decoded(out), [HEADER, rows("1", "2"), message({ rows: { rows: [] } }), FOOTER]);
-  assert.not.ok(frames.partial);
-});
-
-t("several messages in one chunk, and one split across two, all come out", () => {
-  const wire = framed(HEADER, rows("a"), rows("b"), FOOTER);
-  const frames = new MessageFrames();
-  const cut = wire.length - 7;
-  const first = frames.push(wire.subarray(0, cut));
-  assert.is(first.length, 3);
-  assert.ok(frames.partial, "the footer has begun");
-  const second = frames.push(wire.subarray(cut));
-  assert.equal(decoded([...first, ...second]), [HEADER, rows("a"), rows("b"), FOOTER]);
-});
-
-t("a 16 MiB message over 16 KiB chunks is decoded byte for byte", () => {
-  const big = rows("x".repeat(16 * 1024 * 1024));
-  const wire = framed(big, FOOTER);
-  const frames = new MessageFrames();
-  const out: Buffer[] = [];
-  for (let at = 0; at < wire.length; at += 16 * 1024)
-    out.push(...frames.push(wire.subarray(at, at + 16 * 1024)));
-  const [first, second] = decoded(out);
-  assert.is(first?.rows?.rows[0]?.values[0]?.length, 16 * 1024 * 1024);
-  assert.equal(second, FOOTER);
-});
-
-t("a message over the size limit is RESOURCE_EXHAUSTED from its length alone", () => {
-  const frames = new MessageFrames(1024);
-  const header = Buffer.from([0, 0, 0, 8, 0]);
-  const error = (() => {
-    try {
-      frames.push(header);
-    } catch (e) {
-      return e;
-    }
-  })();
-  assert.instance(error, FrameError);
-  assert.is((error as FrameError).code, status.RESOURCE_EXHAUSTED);
-});
-
-t("a compressed frame (none was offered) is INTERNAL", () => {
-  assert.throws(
-    () => new MessageFrames().push(Buffer.from([1, 0, 0, 0, 0])),
-    (e: unknown) => e instanceof FrameError && e.code === status.INTERNAL,
-  );
-});
 
 t("a trailers-only refusal from query-grpc keeps its kind and SQLSTATE fields", async () => {
   const grpc = await startGrpc((await roles()).env);

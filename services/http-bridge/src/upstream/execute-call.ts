@@ -10,8 +10,8 @@ import http2 from "node:http2";
 import { Readable } from "node:stream";
 import { Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { ExecuteRequest, ExecuteResponse } from "../../../../proto/gen/querygate/v1/query.js";
-import { SERVICE_CONFIG } from "./grpc-client.js";
-import { FrameError, MessageFrames } from "./grpc-framing.js";
+import { decodeGrpcMessage, FrameError, MessageFrames } from "../../../shared/src/grpc-framing.js";
+import { MAX_RESULT_MESSAGE_BYTES, SERVICE_CONFIG } from "./grpc-client.js";
 import { H2Sessions, parseTarget, type SessionOptions } from "./h2-sessions.js";
 
 export interface CallStatus {
@@ -49,13 +49,7 @@ function statusOf(headers: http2.IncomingHttpHeaders): CallStatus {
   const metadata = Metadata.fromHttp2Headers(headers);
   metadata.remove("grpc-status");
   metadata.remove("grpc-message");
-  const raw = String(headers["grpc-message"] ?? "");
-  let details = raw;
-  try {
-    details = decodeURIComponent(raw);
-  } catch {
-    // Not percent-encoded after all: keep it as sent.
-  }
+  const details = decodeGrpcMessage(String(headers["grpc-message"] ?? ""));
   const code = Number(headers["grpc-status"]);
   return {
     code: Number.isInteger(code) && code >= 0 && code <= 16 ? code : status.UNKNOWN,
@@ -152,7 +146,7 @@ export class ExecuteCall extends Readable {
       return;
     }
     this.stream = stream;
-    const frames = new MessageFrames();
+    const frames = new MessageFrames(MAX_RESULT_MESSAGE_BYTES);
     let ended: CallStatus | undefined;
     // Set when what follows cannot be messages (not a gRPC answer, a broken frame). Not by the
     // trailers: Node emits them on arrival, before DATA still waiting behind a paused stream.

@@ -1,13 +1,14 @@
 // grpc.health.v1.Health: SERVING only while the database answers and the
 // process is not shutting down. Kubernetes' native gRPC probes call Check.
-import { type ServerWritableStream, status } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import {
   type HealthCheckRequest,
   type HealthCheckResponse,
-  type HealthServer,
+  type HealthService,
   HealthCheckResponse_ServingStatus as Serving,
 } from "../../../../proto/gen/grpc/health/v1/health.js";
 import { QueryServiceService } from "../../../../proto/gen/querygate/v1/query.js";
+import type { ServerWritableCall, ServiceHandlers } from "../rpc/server-call.js";
 
 export { Serving };
 
@@ -46,7 +47,7 @@ export class HealthState {
   }
 }
 
-export function healthHandlers(state: HealthState): HealthServer {
+export function healthHandlers(state: HealthState): ServiceHandlers<typeof HealthService> {
   const known = (service: string) => HEALTH_SERVICES.includes(service);
   return {
     check(call, callback) {
@@ -59,7 +60,7 @@ export function healthHandlers(state: HealthState): HealthServer {
       }
       callback(null, { status: state.status });
     },
-    watch(call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) {
+    watch(call: ServerWritableCall<HealthCheckRequest, HealthCheckResponse>) {
       const send = (s: Serving) =>
         call.write({ status: known(call.request.service) ? s : Serving.SERVICE_UNKNOWN });
       send(state.status);

@@ -1,24 +1,22 @@
-// query-grpc's TCP listener, in front of grpc-js. grpc-js closes idle HTTP/2
-// sessions (grpc.max_connection_idle_ms), but a connection that never sends
-// the HTTP/2 preface is only asked to go away, never closed: 2,000 such
-// sockets stayed open for good. Here a connection must send its first bytes
-// within `handshakeMs`, or it is closed; then it is handed to grpc-js.
-import { createServer, type Server as NetServer } from "node:net";
-import { type Server, ServerCredentials } from "@grpc/grpc-js";
+// query-grpc's TCP listener, in front of the gRPC server. The server closes
+// idle HTTP/2 sessions (as grpc.max_connection_idle_ms did), but a connection
+// that never sends the HTTP/2 preface is no session yet: under grpc-js 2,000
+// such sockets stayed open for good. Here a connection must send its first
+// bytes within `handshakeMs`, or it is closed; then it is handed on.
+import { createServer, type Server as NetServer, type Socket } from "node:net";
 
 export interface Listener {
   readonly port: number;
-  /** Stops accepting connections; those already handed to grpc-js are its to close. */
+  /** Stops accepting connections; those already handed on are the server's to close. */
   close(): Promise<void>;
 }
 
 export async function listen(
-  grpc: Server,
+  accept: (socket: Socket) => void,
   host: string,
   port: number,
   handshakeMs: number,
 ): Promise<Listener> {
-  const injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
   const tcp: NetServer = createServer((socket) => {
     socket.on("error", () => socket.destroy());
     const timer = setTimeout(() => socket.destroy(), handshakeMs);
@@ -27,7 +25,7 @@ export async function listen(
       // Put the bytes back: HTTP/2 reads the preface from the socket's buffer.
       socket.pause();
       socket.unshift(first);
-      injector.injectConnection(socket);
+      accept(socket);
     });
     socket.once("close", () => clearTimeout(timer));
   });
@@ -41,7 +39,7 @@ export async function listen(
   const address = tcp.address();
   return {
     port: typeof address === "object" && address ? address.port : port,
-    // Not waiting for close's callback: it fires only once grpc-js has closed every connection.
+    // Not waiting for close's callback: it fires only once the server has closed every connection.
     close: async () => {
       tcp.close();
     },

@@ -10,14 +10,14 @@ import {
   FileDescriptorProtoSchema,
   FileDescriptorSetSchema,
 } from "@bufbuild/protobuf/wkt";
-import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { status } from "@grpc/grpc-js";
 import { descriptorSetBase64 } from "../../../../proto/gen/descriptor-set.js";
 import type {
   ServerReflectionRequest,
   ServerReflectionResponse,
-  ServerReflectionServer,
+  ServerReflectionService,
 } from "../../../../proto/gen/grpc/reflection/v1/reflection.js";
+import type { ServerDuplexCall, ServiceHandlers } from "../rpc/server-call.js";
 
 export class DescriptorIndex {
   private readonly files = new Map<string, { proto: FileDescriptorProto; bytes: Buffer }>();
@@ -74,9 +74,12 @@ export class DescriptorIndex {
 
 export const descriptorIndex = new DescriptorIndex(Buffer.from(descriptorSetBase64, "base64"));
 
-export function reflectionHandlers(index: DescriptorIndex, services: () => string[]): ServerReflectionServer {
+export function reflectionHandlers(
+  index: DescriptorIndex,
+  services: () => string[],
+): ServiceHandlers<typeof ServerReflectionService> {
   return {
-    serverReflectionInfo(call: ServerDuplexStream<ServerReflectionRequest, ServerReflectionResponse>) {
+    serverReflectionInfo(call: ServerDuplexCall<ServerReflectionRequest, ServerReflectionResponse>) {
       const sent = new Set<string>();
       call.on("data", (request: ServerReflectionRequest) => {
         call.write(answer(index, services, request, sent));

@@ -1,8 +1,8 @@
 // Builds query-grpc from its configuration: the pools (primary, and the read
 // replica's when DATABASE_READ_URL is set), their engines, and a
-// grpc-js server carrying QueryService, Health and Reflection side by side.
+// gRPC server (transport/, on node:http2) carrying QueryService, Health and
+// Reflection side by side.
 // Tests start it in-process on port 0; main.ts starts it for real.
-import { Server, type ServiceDefinition } from "@grpc/grpc-js";
 import pg from "pg";
 import { HealthService } from "../../../../proto/gen/grpc/health/v1/health.js";
 import { ServerReflectionService } from "../../../../proto/gen/grpc/reflection/v1/reflection.js";
@@ -30,6 +30,7 @@ import { SqlParser } from "../sql/parser.js";
 import { HEALTH_SERVICES, HealthState, healthHandlers, Serving } from "./health.js";
 import { listen } from "./listener.js";
 import { descriptorIndex, reflectionHandlers } from "./reflection.js";
+import { type AnyMethod, GrpcServer } from "./transport/server.js";
 
 export interface QueryGrpcServer {
   readonly port: number;
@@ -138,14 +139,10 @@ export async function startQueryGrpc(
   let accepting = true;
   const inFlight = new Map<Promise<unknown>, (reason: QueryFailure) => void>();
 
-  const server = new Server({
-    "grpc.max_receive_message_length": config.MAX_REQUEST_BYTES,
-    "grpc.keepalive_permit_without_calls": 1,
+  const server = new GrpcServer({
+    maxReceiveBytes: config.MAX_REQUEST_BYTES,
     // Connections with no call in progress are closed, so idle ones cannot pile up.
-    "grpc.max_connection_idle_ms": config.GRPC_IDLE_TIMEOUT_MS,
-    // channelz keeps per-call bookkeeping (counters, timestamps, trace events)
-    // that nothing here reads: it showed in every call's profile.
-    "grpc.enable_channelz": 0,
+    idleTimeoutMs: config.GRPC_IDLE_TIMEOUT_MS,
   });
   server.addService(
     countingBytes(QueryServiceService, metrics),
@@ -182,7 +179,7 @@ export async function startQueryGrpc(
 
   // A client must start its handshake within this long (never longer than it may stay idle).
   const listener = await listen(
-    server,
+    (socket) => server.accept(socket),
     config.GRPC_HOST,
     config.GRPC_PORT,
     Math.min(10_000, config.GRPC_IDLE_TIMEOUT_MS),
@@ -225,7 +222,7 @@ export async function startQueryGrpc(
  * The same service with every response's serialized size added to the bytes
  * metric, and requests decoded strictly (request-encoding.ts).
  */
-function countingBytes<S extends ServiceDefinition>(service: S, metrics: QueryMetrics): S {
+function countingBytes<S extends Record<string, AnyMethod>>(service: S, metrics: QueryMetrics): S {
   const counted: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(service)) {
     const label = { method: method.path.split("/").pop() ?? name };

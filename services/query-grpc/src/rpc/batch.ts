@@ -3,7 +3,7 @@
 // → open the transaction → run each, gathering its result → COMMIT → respond.
 // The first failure rolls everything back and names its statement.
 import { performance } from "node:perf_hooks";
-import type { handleUnaryCall, Metadata, ServerUnaryCall } from "@grpc/grpc-js";
+import type { Metadata } from "@grpc/grpc-js";
 import {
   ExecuteBatchRequest,
   ExecuteBatchResponse,
@@ -34,10 +34,11 @@ import { lsnTrailer, tokenOf } from "./consistency.js";
 import type { TransactionRpcDeps } from "./deps.js";
 import { keyedCall, markReplayed, recordedBatch } from "./idempotency.js";
 import { refuseBadEncoding } from "./request-encoding.js";
+import type { ServerUnaryCall, UnaryHandler } from "./server-call.js";
 
 export function executeBatchHandler(
   deps: TransactionRpcDeps,
-): handleUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse> {
+): UnaryHandler<ExecuteBatchRequest, ExecuteBatchResponse> {
   return (call, callback) => {
     const controller = new AbortController();
     const requestId = requestIdOf(call.metadata);
@@ -58,7 +59,7 @@ export function executeBatchHandler(
 }
 
 async function runBatch(
-  call: ServerUnaryCall<ExecuteBatchRequest, ExecuteBatchResponse>,
+  call: ServerUnaryCall<ExecuteBatchRequest>,
   deps: TransactionRpcDeps,
   controller: AbortController,
   requestId: string,

@@ -1,4 +1,4 @@
-import { type ServerWritableStream, status } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import {
   ExecuteRequest,
   type ExecuteResponse,
@@ -27,9 +27,10 @@ import { lsnTrailer, tokenOf } from "./consistency.js";
 import type { QueryServiceDeps, QueryServiceLimits } from "./deps.js";
 import { keyedCall, markReplayed, ResultRecorder } from "./idempotency.js";
 import { refuseBadEncoding } from "./request-encoding.js";
+import type { ServerWritableCall } from "./server-call.js";
 
 export async function handleExecute(
-  call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
+  call: ServerWritableCall<ExecuteRequest, ExecuteResponse>,
   deps: QueryServiceDeps,
   controller: AbortController,
 ): Promise<void> {
@@ -221,7 +222,7 @@ interface ResultWriter extends StatementSink {
 }
 
 function streamWriter(
-  call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
+  call: ServerWritableCall<ExecuteRequest, ExecuteResponse>,
   signal: AbortSignal,
   requestId: string,
   readOnly: boolean,
@@ -240,9 +241,9 @@ function streamWriter(
   };
   // Backpressure by what has actually gone out: a write resolves once the
   // message before the previous one was handed to HTTP/2, so at most two
-  // batches wait there. (write()'s own signal comes only after grpc-js has
-  // queued 16 messages, 32,000 rows held as objects long enough for the GC
-  // to promote them, and RSS then grew with the result.)
+  // batches wait there. (Under grpc-js, write()'s own signal came only after
+  // it had queued 16 messages, 32,000 rows held as objects long enough for
+  // the GC to promote them, and RSS then grew with the result.)
   let sentOlder: Promise<void> = Promise.resolve();
   let sentLast: Promise<void> = Promise.resolve();
   const write = (message: ExecuteResponse): Promise<void> => {
@@ -251,7 +252,7 @@ function streamWriter(
     sendHeaders();
     const waitFor = sentOlder;
     sentOlder = sentLast;
-    // grpc-js never calls back for a cancelled call: the abort below covers that.
+    // A cancelled call never calls back: the abort below covers that.
     sentLast = new Promise((resolve) => call.write(message, () => resolve()));
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -327,7 +328,7 @@ function streamWriter(
 
 /** A recorded outcome, streamed as Execute streams a result (it is capped in size, so no backpressure). */
 function replay(
-  call: ServerWritableStream<ExecuteRequest, ExecuteResponse>,
+  call: ServerWritableCall<ExecuteRequest, ExecuteResponse>,
   entry: LedgerEntry,
   requestId: string,
 ): void {

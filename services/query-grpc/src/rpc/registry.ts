@@ -4,7 +4,6 @@
 // replica it reaches. A caller sees only its own statements (by the caller
 // hash in application_name) and never any SQL text, only fingerprints; an
 // admin credential sees everyone's.
-import type { handleUnaryCall, ServerUnaryCall } from "@grpc/grpc-js";
 import {
   type CancelQueryRequest,
   type CancelQueryResponse,
@@ -23,6 +22,7 @@ import type { Registry, RunningBackend } from "../postgres/registry.js";
 import type { SqlParser } from "../sql/parser.js";
 import { STATEMENT_KINDS } from "../statement-kinds.js";
 import { firstValue, requestIdMetadata, requestIdOf } from "./call.js";
+import type { ServerUnaryCall, UnaryHandler } from "./server-call.js";
 
 export interface RegistryDeps {
   authenticator: Authenticator;
@@ -42,9 +42,9 @@ const STATES: Record<string, TransactionState> = {
 };
 
 export function registryHandlers(deps: RegistryDeps): {
-  listQueries: handleUnaryCall<ListQueriesRequest, ListQueriesResponse>;
-  cancelQuery: handleUnaryCall<CancelQueryRequest, CancelQueryResponse>;
-  transactionStatus: handleUnaryCall<TransactionStatusRequest, TransactionStatusResponse>;
+  listQueries: UnaryHandler<ListQueriesRequest, ListQueriesResponse>;
+  cancelQuery: UnaryHandler<CancelQueryRequest, CancelQueryResponse>;
+  transactionStatus: UnaryHandler<TransactionStatusRequest, TransactionStatusResponse>;
 } {
   return {
     listQueries: unary(deps, "ListQueries", async (caller, request: ListQueriesRequest) => {
@@ -100,8 +100,8 @@ function unary<Req, Res>(
   deps: RegistryDeps,
   method: string,
   work: (caller: Caller, request: Req) => Promise<Res>,
-): handleUnaryCall<Req, Res> {
-  return (call: ServerUnaryCall<Req, Res>, callback) => {
+): UnaryHandler<Req, Res> {
+  return (call: ServerUnaryCall<Req>, callback) => {
     const requestId = requestIdOf(call.metadata);
     call.sendMetadata(requestIdMetadata(requestId));
     let caller: Caller | undefined;

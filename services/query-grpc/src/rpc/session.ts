@@ -10,7 +10,7 @@
 // same happens when the stream breaks, is cancelled, passes its deadline,
 // stays idle too long or reaches its maximum lifetime, and on shutdown.
 import { performance } from "node:perf_hooks";
-import type { handleBidiStreamingCall, Metadata, ServerDuplexStream } from "@grpc/grpc-js";
+import type { Metadata } from "@grpc/grpc-js";
 import type {
   ResultFooter,
   SessionRequest,
@@ -38,12 +38,11 @@ import {
 import { headerOnce, lsnTrailer, tokenOf } from "./consistency.js";
 import type { TransactionRpcDeps } from "./deps.js";
 import { refuseBadEncoding } from "./request-encoding.js";
+import type { DuplexHandler, ServerDuplexCall } from "./server-call.js";
 
-type Call = ServerDuplexStream<SessionRequest, SessionResponse>;
+type Call = ServerDuplexCall<SessionRequest, SessionResponse>;
 
-export function sessionHandler(
-  deps: TransactionRpcDeps,
-): handleBidiStreamingCall<SessionRequest, SessionResponse> {
+export function sessionHandler(deps: TransactionRpcDeps): DuplexHandler<SessionRequest, SessionResponse> {
   return (call) => {
     const controller = new AbortController();
     const done = runSession(call, deps, controller);
