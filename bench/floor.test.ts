@@ -26,13 +26,14 @@ function path(tool: string, cpuUsPerRequest: Record<string, number>): GeneratorS
 
 const floor: FloorResults = {
   skipped: [],
-  grpcJs: path("h2load", { "grpc-js server": 120, client: 40 }),
-  honoGrpcJs: path("wrk", { "Hono + grpc-js client": 390, "grpc-js server": 110, client: 30 }),
-  honoHttp2: path("wrk", { "Hono + http2 client": 200, "grpc-js server": 90, client: 30 }),
+  grpcJs: path("h2load", { "grpc-js server": 150, client: 40 }),
+  querygateH2: path("h2load", { "querygate h2 server": 120, client: 40 }),
+  honoGrpcJs: path("wrk", { "Hono + grpc-js client": 390, "query-grpc's server": 110, client: 30 }),
+  honoHttp2: path("wrk", { "Hono + http2 client": 200, "query-grpc's server": 90, client: 30 }),
 };
 
 t(
-  "the gRPC path's floor is the empty grpc-js server plus pgbench's PostgreSQL, the generator left out",
+  "the gRPC path's floor is query-grpc's own empty server (not grpc-js's) plus pgbench's PostgreSQL, the generator left out",
   () => {
     const loadgen: LoadgenResults = { skipped: [], pgbench: path("pgbench", { postgres: 97, client: 60 }) };
     const sums = floorSums(floor, loadgen);

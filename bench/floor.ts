@@ -1,10 +1,10 @@
 // The floor phase: what the transport alone costs on this machine. The same
 // generators, connections and body as the loadgen phase, against servers
-// that do nothing (bench/floor-servers.ts: an empty grpc-js server, a bare
-// node:http2 one, Hono answering canned JSON, and Hono in front of the empty
-// grpc-js server through either gRPC client). Issue 12's CPU targets are
-// read against these figures: a target below the floor cannot be met by
-// changing querygate's code alone.
+// that do nothing (bench/floor-servers.ts: an empty grpc-js server, one on
+// query-grpc's own transport, a bare node:http2 one, Hono answering canned
+// JSON, and Hono in front of query-grpc's empty server through either gRPC
+// client). Issue 12's CPU targets are read against these figures: a target
+// below the floor cannot be met by changing querygate's code alone.
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -130,33 +130,33 @@ export async function floorPhase(ctx: FloorContext): Promise<FloorResults> {
           }),
       });
       await alone("hono", "hono", "Hono HTTP server, canned JSON", "Hono", "wrk", viaWrk);
-      // Each Hono its own empty grpc-js server, so no path's figure holds another's connections.
+      // Each Hono its own empty server on query-grpc's transport (what the bridge talks to), so no path's figure holds another's connections.
       const inFront = async (
         key: "honoGrpcJs" | "honoHttp2",
         kind: "hono-grpc-js" | "hono-http2",
         label: string,
         client: string,
       ) => {
-        const behind = await start("grpc-js", `grpc-js-behind-${kind}`);
+        const behind = await start("querygate-h2", `querygate-h2-behind-${kind}`);
         const hono = await start(kind, kind, behind);
         paths.push({
           key,
           label,
           tool: "wrk",
-          cpu: [processCpu(`Hono + ${client}`, hono.pid), processCpu("grpc-js server", behind.pid)],
+          cpu: [processCpu(`Hono + ${client}`, hono.pid), processCpu("query-grpc's server", behind.pid)],
           ...viaWrk(hono.port),
         });
       };
       await inFront(
         "honoGrpcJs",
         "hono-grpc-js",
-        "Hono → grpc-js client → empty grpc-js server",
+        "Hono → grpc-js client → query-grpc's empty server",
         "grpc-js client",
       );
       await inFront(
         "honoHttp2",
         "hono-http2",
-        "Hono → node:http2 client → empty grpc-js server",
+        "Hono → node:http2 client → query-grpc's empty server",
         "http2 client",
       );
     }

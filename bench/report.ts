@@ -70,9 +70,9 @@ export interface FloorResults {
   http2?: GeneratorStats;
   /** wrk → Hono on @hono/node-server, reading the body, answering canned JSON. */
   hono?: GeneratorStats;
-  /** wrk → Hono → grpc-js client (the bridge's options) → the empty grpc-js server. */
+  /** wrk → Hono → grpc-js client (the bridge's options) → query-grpc's empty server. */
   honoGrpcJs?: GeneratorStats;
-  /** wrk → Hono → a minimal gRPC call over node:http2 → the empty grpc-js server. */
+  /** wrk → Hono → a minimal gRPC call over node:http2 → query-grpc's empty server. */
   honoHttp2?: GeneratorStats;
   sums?: FloorSums;
 }
@@ -89,11 +89,11 @@ export interface FloorSum {
 }
 
 export interface FloorSums {
-  /** The empty grpc-js server (path 1). */
+  /** query-grpc's own gRPC server, empty handler (path 2). */
   grpc?: FloorSum;
-  /** Hono + node:http2 client + the empty grpc-js server (path 5): the cheapest bridge measured. */
+  /** Hono + node:http2 client + query-grpc's empty server (path 6): the bridge's Execute as built. */
   bridge?: FloorSum;
-  /** Hono + grpc-js client + the empty grpc-js server (path 4): the bridge as built today. */
+  /** Hono + grpc-js client + query-grpc's empty server (path 5): the client of the bridge's other calls. */
   bridgeGrpcJs?: FloorSum;
 }
 
@@ -112,7 +112,7 @@ export function floorSums(floor: FloorResults, loadgen: LoadgenResults | undefin
       : { transportUs, postgresUs, totalUs: transportUs + postgresUs, targetUs };
   };
   return {
-    grpc: sum(floor.grpcJs, GRPC_PATH_CPU_TARGET_US),
+    grpc: sum(floor.querygateH2, GRPC_PATH_CPU_TARGET_US),
     bridge: sum(floor.honoHttp2, BRIDGE_PATH_CPU_TARGET_US),
     bridgeGrpcJs: sum(floor.honoGrpcJs, BRIDGE_PATH_CPU_TARGET_US),
   };

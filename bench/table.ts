@@ -223,8 +223,8 @@ const FLOOR_ROWS = [
   ["querygateH2", "query-grpc's node:http2 gRPC server, empty handler"],
   ["http2", "node:http2 server, empty handler"],
   ["hono", "Hono HTTP server, canned JSON"],
-  ["honoGrpcJs", "Hono → grpc-js client → empty grpc-js server"],
-  ["honoHttp2", "Hono → node:http2 client → empty grpc-js server"],
+  ["honoGrpcJs", "Hono → grpc-js client → query-grpc's empty server"],
+  ["honoHttp2", "Hono → node:http2 client → query-grpc's empty server"],
 ] as const;
 
 function floorTable(f: FloorResults, r: Results): string[] {
@@ -247,12 +247,14 @@ function floorTable(f: FloorResults, r: Results): string[] {
   for (const { key, stats } of measured)
     out.push(`    ${key.padEnd(11)}${cpuLine(stats.cpuUsPerRequest, 0, stats.tool)}`);
   const sums = f.sums;
-  if (sums?.grpc) out.push(`  gRPC path floor: ${floorLine("empty grpc-js server", sums.grpc)}`);
+  if (sums?.grpc) out.push(`  gRPC path floor: ${floorLine("query-grpc's empty server", sums.grpc)}`);
   if (sums?.bridge)
-    out.push(`  bridge path floor: ${floorLine("Hono + node:http2 client + grpc-js server", sums.bridge)}`);
+    out.push(
+      `  bridge path floor: ${floorLine("Hono + node:http2 client + query-grpc's server", sums.bridge)}`,
+    );
   if (sums?.bridgeGrpcJs)
     out.push(
-      `  bridge path floor, grpc-js client: ${floorLine("Hono + grpc-js client + grpc-js server", sums.bridgeGrpcJs)}`,
+      `  bridge path floor, grpc-js client: ${floorLine("Hono + grpc-js client + query-grpc's server", sums.bridgeGrpcJs)}`,
     );
   const anyFloor = sums && (sums.grpc ?? sums.bridge ?? sums.bridgeGrpcJs);
   if (anyFloor && anyFloor.postgresUs === undefined)
