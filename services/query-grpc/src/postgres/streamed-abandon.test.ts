@@ -62,10 +62,7 @@ async function cancelWhilePaused(sql: string, readOnly: boolean): Promise<number
 const WIDE = "repeat('x', 100000)";
 
 t("a cancelled read-only read that streams frees its connection at once (control)", async () => {
-  const ms = await cancelWhilePaused(
-    `select ${WIDE} /* abandon-read */ from generate_series(1, 5000)`,
-    true,
-  );
+  const ms = await cancelWhilePaused(`select ${WIDE} /* abandon-read */ from generate_series(1, 5000)`, true);
   assert.ok(ms < 1000, `the next call waited ${Math.round(ms)} ms`);
 });
 
