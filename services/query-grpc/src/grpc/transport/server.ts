@@ -104,11 +104,14 @@ export class GrpcServer {
       done();
       return;
     }
+    const closed = () => {
+      open -= 1;
+      if (open === 0) done();
+    };
     for (const session of this.sessions.keys()) {
-      session.close(() => {
-        open -= 1;
-        if (open === 0) done();
-      });
+      // Node's close() ignores its callback on a session already closing (a client's GOAWAY, idleness).
+      if (session.closed) session.once("close", closed);
+      else session.close(closed);
     }
   }
 
