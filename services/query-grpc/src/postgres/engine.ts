@@ -484,8 +484,10 @@ export class Transaction {
     this.sentEnd = undefined;
     const streaming = this.streaming;
     this.streaming = undefined;
-    // Rows nobody reads any more: never hold PostgreSQL back from its answer.
+    // Rows nobody reads any more: never hold PostgreSQL back from its answer
+    // (a statement that completed may still have rows waiting, its socket paused).
     sent?.exchange.abandonRows();
+    streaming?.abandonRows();
     if (streaming && streaming !== sent?.exchange && streaming.busy) {
       // A statement left mid-stream (its reader gone, its sink full): a ROLLBACK
       // queued behind its paused socket would never be answered.
