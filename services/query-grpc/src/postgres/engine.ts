@@ -666,13 +666,20 @@ function commitAnswer(exchange: Exchange, steps: Step[]): string | undefined {
   return answersTo(exchange, steps)[steps.findIndex((s) => s.role === "commit")]?.commandTag;
 }
 
-/** The caller's statement, run to its end in one Execute; one row past `limit` tells a result of exactly `limit` rows from a truncated one. */
+/** Execute's row count is a 32-bit integer: PostgreSQL's largest positive one. */
+const MAX_EXECUTE_ROWS = 2 ** 31 - 1;
+
+/**
+ * The caller's statement, run to its end in one Execute; one row past `limit`
+ * tells a result of exactly `limit` rows from a truncated one. A limit the
+ * Execute message cannot carry is applied here alone (stream() cuts the rows).
+ */
 function statementStep(statement: Statement, limit: number): Step {
   return {
     sql: statement.sql,
     values: statement.params,
     describe: true,
-    rows: Number.isFinite(limit) ? limit + 1 : 0,
+    rows: limit < MAX_EXECUTE_ROWS ? limit + 1 : 0,
     role: "statement",
   };
 }
