@@ -12,6 +12,7 @@ import {
   ExecuteBatchRequest,
   ExecuteRequest,
   type ExecuteResponse,
+  SessionRequest,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import { adminClient, eventually, execute, grpcClient, startGrpc } from "../../../../test/helpers.js";
 
@@ -90,6 +91,33 @@ t("a batch whose results outgrow its limit answers, and frees its connection, at
   assert.equal(code, status.RESOURCE_EXHAUSTED);
   assert.equal(await backends("abandon-batch"), 0, "the statement is not running any more");
   assert.ok(ms < 1000, `the batch answered after ${Math.round(ms)} ms`);
+});
+
+t("a session whose reader pauses mid-statement, then cancels, frees its connection at once", async () => {
+  const call = client.session();
+  let paused = false;
+  call.on("data", (message: { rows?: { rows: unknown[] } }) => {
+    if (!paused && (message.rows?.rows.length ?? 0) > 0) {
+      paused = true;
+      call.pause();
+    }
+  });
+  const ended = new Promise<void>((resolve) => call.on("status", () => resolve()));
+  call.on("error", () => {});
+  call.write(
+    SessionRequest.fromPartial({
+      statement: { sql: `select ${WIDE} /* abandon-session */ from generate_series(1, 5000)` },
+    }),
+  );
+  await eventually(() => paused, 30_000, "the first rows");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const cancelled = performance.now();
+  call.cancel();
+  await ended;
+  const next = await execute(client, { sql: "select 1", options: { readOnly: true } });
+  assert.equal(next.rows, [["1"]]);
+  const ms = performance.now() - cancelled;
+  assert.ok(ms < 1000, `the next call waited ${Math.round(ms)} ms for the one pooled connection`);
 });
 
 t.run();
