@@ -44,8 +44,9 @@ t("a reflection client that never reads costs the server a bounded amount of mem
   stream.on("error", () => {});
   stream.pause(); // never reads an answer
   const sent = Buffer.concat(Array.from({ length: REQUESTS }, () => one));
-  await new Promise<void>((resolve) => stream.write(sent, () => resolve()));
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  // Not awaited: a server that reads only as fast as it answers never takes it all.
+  stream.write(sent);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
   const grown = (await memoryAfterGc()) - before;
   session.destroy();
   assert.ok(
