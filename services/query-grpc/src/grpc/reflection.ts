@@ -81,8 +81,18 @@ export function reflectionHandlers(
   return {
     serverReflectionInfo(call: ServerDuplexCall<ServerReflectionRequest, ServerReflectionResponse>) {
       const sent = new Set<string>();
+      // A client that asks and does not read waits in its own flow control, not in our memory.
+      let waiting = false;
+      call.on("drain", () => {
+        if (!waiting) return;
+        waiting = false;
+        call.resume();
+      });
       call.on("data", (request: ServerReflectionRequest) => {
-        call.write(answer(index, services, request, sent));
+        if (!call.write(answer(index, services, request, sent)) && !waiting) {
+          waiting = true;
+          call.pause();
+        }
       });
       call.on("end", () => call.end());
     },

@@ -150,6 +150,8 @@ export class Transaction {
   private live: Exchange | undefined;
   /** A read-only statement sent with its transaction's end (oneTrip): that exchange and those steps. */
   private sentEnd: { exchange: Exchange; steps: Step[] } | undefined;
+  /** The exchange whose statement's rows stream() is reading, until it has read them all. */
+  private streaming: Exchange | undefined;
   private readonly onClientError = () => {
     this.broken = true;
   };
@@ -343,6 +345,7 @@ export class Transaction {
     firstBatchRows: number,
     signal: AbortSignal,
   ): Promise<{ described: boolean; sent: number; truncated: boolean; commandTag: string | undefined }> {
+    this.streaming = exchange;
     const fields = await this.wait(exchange, exchange.fields(index), signal);
     const names = await untilAborted(this.columnNames(fields), signal);
     await untilAborted(sink.header(fields.map((f, i) => columnOf(f, names[i]))), signal);
@@ -362,6 +365,7 @@ export class Transaction {
     }
     if (signal.aborted) throw signal.reason;
     const result = await this.step(exchange, index, signal);
+    this.streaming = undefined;
     return { described: fields.length > 0, sent, truncated, commandTag: result.commandTag };
   }
 
@@ -478,9 +482,17 @@ export class Transaction {
   async rollback(): Promise<void> {
     const sent = this.sentEnd;
     this.sentEnd = undefined;
-    // Rows nobody reads any more: never hold PostgreSQL back from its answer.
+    const streaming = this.streaming;
+    this.streaming = undefined;
+    // Rows nobody reads any more: never hold PostgreSQL back from its answer
+    // (a statement that completed may still have rows waiting, its socket paused).
     sent?.exchange.abandonRows();
-    if (sent?.exchange.busy) {
+    streaming?.abandonRows();
+    if (streaming && streaming !== sent?.exchange && streaming.busy) {
+      // A statement left mid-stream (its reader gone, its sink full): a ROLLBACK
+      // queued behind its paused socket would never be answered.
+      await this.stopStreaming(streaming);
+    } else if (sent?.exchange.busy) {
       await this.stopSent(sent.exchange);
     } else if (this.state === "open" && !this.broken) {
       const steps: Step[] = [{ sql: "ROLLBACK", role: "commit" }];
@@ -518,6 +530,21 @@ export class Transaction {
     this.broken = true;
     const stop = stopStatement(this.client, () => exchange.busy, this.options.settleTimeoutMs);
     await settleWithin(exchange.done(), this.options.settleTimeoutMs);
+    stop();
+  }
+
+  /**
+   * Stops a statement whose rows stream() no longer reads: its rows are
+   * dropped, it is cancelled, and its end (not ReadyForQuery, which an
+   * exchange ended with Flush never gets) is awaited, bounded. Cancelled, the
+   * connection is never reused.
+   */
+  private async stopStreaming(exchange: Exchange): Promise<void> {
+    exchange.abandonRows();
+    if (!exchange.busy) return;
+    this.broken = true;
+    const stop = stopStatement(this.client, () => exchange.busy, this.options.settleTimeoutMs);
+    await settleWithin(exchange.result(exchange.last), this.options.settleTimeoutMs);
     stop();
   }
 
@@ -639,13 +666,20 @@ function commitAnswer(exchange: Exchange, steps: Step[]): string | undefined {
   return answersTo(exchange, steps)[steps.findIndex((s) => s.role === "commit")]?.commandTag;
 }
 
-/** The caller's statement, run to its end in one Execute; one row past `limit` tells a result of exactly `limit` rows from a truncated one. */
+/** Execute's row count is a 32-bit integer: PostgreSQL's largest positive one. */
+const MAX_EXECUTE_ROWS = 2 ** 31 - 1;
+
+/**
+ * The caller's statement, run to its end in one Execute; one row past `limit`
+ * tells a result of exactly `limit` rows from a truncated one. A limit the
+ * Execute message cannot carry is applied here alone (stream() cuts the rows).
+ */
 function statementStep(statement: Statement, limit: number): Step {
   return {
     sql: statement.sql,
     values: statement.params,
     describe: true,
-    rows: Number.isFinite(limit) ? limit + 1 : 0,
+    rows: limit < MAX_EXECUTE_ROWS ? limit + 1 : 0,
     role: "statement",
   };
 }

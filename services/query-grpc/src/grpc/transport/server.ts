@@ -60,10 +60,11 @@ export class GrpcServer {
   constructor(private readonly options: GrpcServerOptions) {
     this.http2 = http2.createServer({
       settings: { maxConcurrentStreams: options.maxConcurrentStreams ?? 1000 },
-      // nghttp2's own buffers per session, in MB (Node's default is 10): past it new streams are
-      // refused with ENHANCE_YOUR_CALM, not the process grown. Row data waits in the streams, bounded
-      // by their flow control and the handlers' backpressure, not here.
-      maxSessionMemory: 64,
+      // Node counts the data queued in a session's streams against this, and past it refuses every
+      // new stream with ENHANCE_YOUR_CALM: slow readers of large results would take the whole
+      // connection (the bridge's callers share a few) with them. As grpc-js's server: no limit here;
+      // row data is bounded per call by the handlers' backpressure, calls by admission.
+      maxSessionMemory: Number.MAX_SAFE_INTEGER,
       // Node's defaults, stated: 64 KiB and 128 entries of request headers, whatever a client offers.
       maxHeaderListPairs: 128,
       peerMaxConcurrentStreams: 100,
@@ -104,11 +105,14 @@ export class GrpcServer {
       done();
       return;
     }
+    const closed = () => {
+      open -= 1;
+      if (open === 0) done();
+    };
     for (const session of this.sessions.keys()) {
-      session.close(() => {
-        open -= 1;
-        if (open === 0) done();
-      });
+      // Node's close() ignores its callback on a session already closing (a client's GOAWAY, idleness).
+      if (session.closed) session.once("close", closed);
+      else session.close(closed);
     }
   }
 

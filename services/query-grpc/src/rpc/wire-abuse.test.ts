@@ -1,0 +1,137 @@
+// Hostile HTTP/2 against the real query-grpc: each abuse is answered (or
+// dropped) without a statement left running, and the one pooled connection
+// serves the next caller at once.
+import http2 from "node:http2";
+import { gzipSync } from "node:zlib";
+import { status } from "@grpc/grpc-js";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { ExecuteRequest } from "../../../../proto/gen/querygate/v1/query.js";
+import {
+  adminClient,
+  eventually,
+  execute,
+  grpcClient,
+  runningStatements,
+  startGrpc,
+} from "../../../../test/helpers.js";
+
+const t = suite("wire abuse");
+let target: string;
+let client: ReturnType<typeof grpcClient>;
+let admin: Awaited<ReturnType<typeof adminClient>>;
+
+t.before(async () => {
+  const server = await startGrpc({ POOL_MAX: "1", MAX_REQUEST_BYTES: "65536" });
+  target = server.target;
+  client = grpcClient(target);
+  admin = await adminClient();
+});
+
+const framed = (sql: string, flag = 0, body?: Buffer) => {
+  const message = body ?? Buffer.from(ExecuteRequest.encode(ExecuteRequest.fromPartial({ sql })).finish());
+  const out = Buffer.alloc(5 + message.length);
+  out[0] = flag;
+  out.writeUInt32BE(message.length, 1);
+  message.copy(out, 5);
+  return out;
+};
+
+function open(headers: http2.OutgoingHttpHeaders = {}) {
+  const session = http2.connect(`http://${target}`);
+  session.on("error", () => {});
+  const stream = session.request({
+    ":method": "POST",
+    ":path": "/querygate.v1.QueryService/Execute",
+    "content-type": "application/grpc",
+    te: "trailers",
+    ...headers,
+  });
+  stream.on("error", () => {});
+  const answer = new Promise<string | undefined>((resolve) => {
+    let code: string | undefined;
+    stream.on("response", (h) => {
+      if (h["grpc-status"] !== undefined) code = String(h["grpc-status"]);
+    });
+    stream.on("trailers", (h) => {
+      code = String(h["grpc-status"]);
+    });
+    stream.on("close", () => {
+      session.close();
+      resolve(code);
+    });
+  });
+  return { session, stream, answer };
+}
+
+async function healthy(tag: string) {
+  await eventually(async () => (await runningStatements(admin, `%${tag}%`)) === 0, 3000, `no ${tag} running`);
+  const started = performance.now();
+  const next = await execute(client, { sql: "select 1" });
+  assert.equal(next.rows, [["1"]]);
+  assert.ok(performance.now() - started < 500, "the next call is served at once");
+}
+
+t("a reset between result messages stops the statement", async () => {
+  const { stream, answer } = open();
+  stream.end(framed("select repeat('x', 10000) /* rst-mid */ from generate_series(1, 1000000)"));
+  await new Promise<void>((resolve) => stream.once("data", () => resolve()));
+  stream.close(http2.constants.NGHTTP2_CANCEL);
+  await answer;
+  await healthy("rst-mid");
+});
+
+t("a length prefix of 4 GB is RESOURCE_EXHAUSTED", async () => {
+  const { stream, answer } = open();
+  const prefix = Buffer.from([0, 0xff, 0xff, 0xff, 0xff]);
+  stream.end(prefix);
+  assert.is(await answer, String(status.RESOURCE_EXHAUSTED));
+  await healthy("nothing");
+});
+
+t("a gzip bomb is RESOURCE_EXHAUSTED", async () => {
+  const { stream, answer } = open({ "grpc-encoding": "gzip" });
+  stream.end(framed("", 1, gzipSync(Buffer.alloc(50 * 1024 * 1024))));
+  assert.is(await answer, String(status.RESOURCE_EXHAUSTED));
+  await healthy("nothing");
+});
+
+t("a malformed grpc-timeout is INTERNAL and a huge one is served", async () => {
+  const bad = open({ "grpc-timeout": "soon" });
+  bad.stream.end(framed("select 1"));
+  assert.is(await bad.answer, String(status.INTERNAL));
+  const huge = open({ "grpc-timeout": "99999999H" });
+  huge.stream.resume();
+  huge.stream.end(framed("select 1"));
+  assert.is(await huge.answer, String(status.OK));
+});
+
+t("a hundred metadata entries and -bin garbage are served", async () => {
+  const headers: http2.OutgoingHttpHeaders = { "x-junk-bin": "%%%not base64%%%" };
+  for (let i = 0; i < 100; i++) headers[`x-m${i}`] = "v";
+  const { stream, answer } = open(headers);
+  stream.resume();
+  stream.end(framed("select 1"));
+  assert.is(await answer, String(status.OK));
+});
+
+t("streams that never end their request run nothing and leave with their connection", async () => {
+  const session = http2.connect(`http://${target}`);
+  session.on("error", () => {});
+  for (let i = 0; i < 500; i++) {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/querygate.v1.QueryService/Execute",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.on("error", () => {});
+    stream.write(framed("select pg_sleep(5) /* never-ends */"));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.is(await runningStatements(admin, "%never-ends%"), 0);
+  session.destroy();
+  await healthy("never-ends");
+});
+
+t.run();
