@@ -521,30 +521,31 @@ export class Transaction {
   /**
    * Stops an exchange sent with its transaction's end (oneTrip) that is still
    * going: PostgreSQL may still run the statement and send rows nobody reads
-   * any more. Cancels it and waits, bounded, for the exchange's end. A late
-   * cancel could hit what runs next: the connection is never reused.
+   * any more. Cancels it and waits, bounded, for the exchange's end.
    */
-  private async stopSent(exchange: Exchange): Promise<void> {
-    exchange.abandonRows();
-    if (!exchange.busy) return;
-    this.broken = true;
-    const stop = stopStatement(this.client, () => exchange.busy, this.options.settleTimeoutMs);
-    await settleWithin(exchange.done(), this.options.settleTimeoutMs);
-    stop();
+  private stopSent(exchange: Exchange): Promise<void> {
+    return this.stopExchange(exchange, () => exchange.done());
   }
 
   /**
-   * Stops a statement whose rows stream() no longer reads: its rows are
-   * dropped, it is cancelled, and its end (not ReadyForQuery, which an
-   * exchange ended with Flush never gets) is awaited, bounded. Cancelled, the
-   * connection is never reused.
+   * Stops a statement whose rows stream() no longer reads; its end, not
+   * ReadyForQuery (which an exchange ended with Flush never gets), is awaited.
    */
-  private async stopStreaming(exchange: Exchange): Promise<void> {
+  private stopStreaming(exchange: Exchange): Promise<void> {
+    return this.stopExchange(exchange, () => exchange.result(exchange.last));
+  }
+
+  /**
+   * Drops `exchange`'s waiting rows, so PostgreSQL is never held back again,
+   * and if it is still busy cancels it and waits, bounded, for `ended`. A
+   * late cancel could hit what runs next: the connection is never reused.
+   */
+  private async stopExchange(exchange: Exchange, ended: () => Promise<unknown>): Promise<void> {
     exchange.abandonRows();
     if (!exchange.busy) return;
     this.broken = true;
     const stop = stopStatement(this.client, () => exchange.busy, this.options.settleTimeoutMs);
-    await settleWithin(exchange.result(exchange.last), this.options.settleTimeoutMs);
+    await settleWithin(ended(), this.options.settleTimeoutMs);
     stop();
   }
 

@@ -75,4 +75,26 @@ t("rows streamed before anyone takes them are held back from the first one", asy
   await exchange.done();
 });
 
+t(
+  "a step that cannot be serialized fails its exchange and closes the connection, even when pg submits it from its queue",
+  async () => {
+    const client = await adminClient();
+    const lost = new Promise<void>((resolve) => client.once("end", () => resolve()));
+    client.on("error", () => {});
+    // Busy: pg submits the exchange later, from the socket event that ends this query.
+    const before = client.query("select pg_sleep(0.2)");
+    // A row count the Execute message cannot carry (uint32): pg's serializer throws.
+    const exchange = new Exchange([{ ...statement("select 1"), rows: 2 ** 32 }], "sync");
+    client.query(exchange as never);
+    await before;
+    const failure = await exchange.done().then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    assert.ok(failure instanceof Error, "the exchange failed");
+    // Part of the pipeline may have been buffered: the connection is not used again.
+    await lost;
+  },
+);
+
 t.run();

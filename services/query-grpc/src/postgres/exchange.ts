@@ -50,7 +50,7 @@ export type Ending = "sync" | "flush";
 
 // `pg` hands the Submittable the protocol messages of the active query.
 interface ProtocolConnection extends EventEmitter {
-  stream: { cork(): void; uncork(): void; pause(): void; resume(): void };
+  stream: { cork(): void; uncork(): void; pause(): void; resume(): void; destroy(): void };
   parse(query: { text: string }): void;
   bind(config: { values?: ParamValue[] }): void;
   execute(config: { rows?: number }): void;
@@ -249,16 +249,18 @@ export class Exchange {
     const from = this.steps.length;
     this.add(steps);
     this.ending = ending;
-    this.write(from);
+    const error = this.write(from);
+    if (error) throw error;
   }
 
   // ---- Submittable interface, called by pg.Client ----
 
-  submit(connection: unknown): void {
+  submit(connection: unknown): Error | undefined {
     this.connection = connection as ProtocolConnection;
     this.submitted = true;
     this.connection.on("noData", this.onNoData);
-    this.write(0);
+    // pg may submit from its queue, inside a socket event: an error returned, not thrown.
+    return this.write(0);
   }
 
   handleRowDescription(msg: { fields: FieldDef[] }): void {
@@ -357,24 +359,36 @@ export class Exchange {
     }
   }
 
-  private write(from: number): void {
+  /**
+   * One network write for the whole pipeline, not one per protocol message.
+   * A step that cannot be serialized leaves part of the pipeline buffered:
+   * the protocol's state is then unknown, so the connection is closed (pg
+   * reports it lost) and the error is returned.
+   */
+  private write(from: number): Error | undefined {
     const con = this.connection;
-    if (!con) return; // submit() writes everything given so far
-    // One network write for the whole pipeline, not one per protocol message.
+    if (!con) return undefined; // submit() writes everything given so far
     con.stream.cork();
-    for (const step of this.steps.slice(from)) {
-      con.parse({ text: step.sql });
-      con.bind({ values: step.values ?? [] });
-      if (step.describe) con.describe({ type: "P" });
-      con.execute({ rows: step.rows ?? 0 });
+    try {
+      for (const step of this.steps.slice(from)) {
+        con.parse({ text: step.sql });
+        con.bind({ values: step.values ?? [] });
+        if (step.describe) con.describe({ type: "P" });
+        con.execute({ rows: step.rows ?? 0 });
+      }
+      if (this.ending === "sync") {
+        this.syncSent = true;
+        con.sync();
+      } else {
+        con.flush();
+      }
+      return undefined;
+    } catch (error) {
+      con.stream.destroy();
+      return error instanceof Error ? error : new Error(String(error));
+    } finally {
+      con.stream.uncork();
     }
-    if (this.ending === "sync") {
-      this.syncSent = true;
-      con.sync();
-    } else {
-      con.flush();
-    }
-    con.stream.uncork();
   }
 
   private described(fields: FieldDef[]): void {
