@@ -283,3 +283,31 @@ export async function testQueryServer(
   atEnd(async () => server.forceShutdown());
   return { server, port: bound, target: `${host}:${bound}` };
 }
+
+import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders } from "node:http2";
+
+/** An Execute request as raw HTTP/2 sends it (a load tool, a crashing or hostile client): headers only, no gRPC client. */
+export function rawExecute(
+  session: ClientHttp2Session,
+  headers: OutgoingHttpHeaders = {},
+): ClientHttp2Stream {
+  const stream = session.request({
+    ":method": "POST",
+    ":path": "/querygate.v1.QueryService/Execute",
+    "content-type": "application/grpc",
+    te: "trailers",
+    ...headers,
+  });
+  stream.on("error", () => {});
+  return stream;
+}
+
+/** `sql` as Execute's request message in gRPC framing (`flag` 1: marked compressed). */
+export function framedExecute(sql: string, flag = 0, body?: Buffer): Buffer {
+  const message = body ?? Buffer.from(ExecuteRequest.encode(ExecuteRequest.fromPartial({ sql })).finish());
+  const out = Buffer.alloc(5 + message.length);
+  out[0] = flag;
+  out.writeUInt32BE(message.length, 1);
+  message.copy(out, 5);
+  return out;
+}

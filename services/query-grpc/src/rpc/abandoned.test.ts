@@ -12,7 +12,9 @@ import {
   database,
   eventually,
   execute,
+  framedExecute,
   grpcClient,
+  rawExecute,
   runningStatements,
   startGrpc,
 } from "../../../../test/helpers.js";
@@ -51,24 +53,11 @@ t("sixty callers that give up within a second leave no statement running", async
 
 t("a thousand streams reset five milliseconds after they start leave the pool free", async () => {
   // Raw HTTP/2, as a load tool or a crashing client sends it: request, then RST_STREAM.
-  const message = Buffer.from(
-    ExecuteRequest.encode(
-      ExecuteRequest.fromPartial({ sql: "select pg_sleep(20) /* reset-early */" }),
-    ).finish(),
-  );
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
+  const frame = framedExecute("select pg_sleep(20) /* reset-early */");
   const session = http2.connect(`http://${target}`);
   const closed: Array<Promise<void>> = [];
   for (let i = 0; i < 1000; i++) {
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/querygate.v1.QueryService/Execute",
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
-    stream.on("error", () => {});
+    const stream = rawExecute(session);
     closed.push(new Promise((resolve) => stream.on("close", () => resolve())));
     stream.end(frame);
     setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), 5);

@@ -6,12 +6,13 @@ import { gzipSync } from "node:zlib";
 import { status } from "@grpc/grpc-js";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { ExecuteRequest } from "../../../../proto/gen/querygate/v1/query.js";
 import {
   adminClient,
   eventually,
   execute,
+  framedExecute,
   grpcClient,
+  rawExecute,
   runningStatements,
   startGrpc,
 } from "../../../../test/helpers.js";
@@ -28,26 +29,10 @@ t.before(async () => {
   admin = await adminClient();
 });
 
-const framed = (sql: string, flag = 0, body?: Buffer) => {
-  const message = body ?? Buffer.from(ExecuteRequest.encode(ExecuteRequest.fromPartial({ sql })).finish());
-  const out = Buffer.alloc(5 + message.length);
-  out[0] = flag;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, 5);
-  return out;
-};
-
 function open(headers: http2.OutgoingHttpHeaders = {}) {
   const session = http2.connect(`http://${target}`);
   session.on("error", () => {});
-  const stream = session.request({
-    ":method": "POST",
-    ":path": "/querygate.v1.QueryService/Execute",
-    "content-type": "application/grpc",
-    te: "trailers",
-    ...headers,
-  });
-  stream.on("error", () => {});
+  const stream = rawExecute(session, headers);
   const answer = new Promise<string | undefined>((resolve) => {
     let code: string | undefined;
     stream.on("response", (h) => {
@@ -74,7 +59,7 @@ async function healthy(tag: string) {
 
 t("a reset between result messages stops the statement", async () => {
   const { stream, answer } = open();
-  stream.end(framed("select repeat('x', 10000) /* rst-mid */ from generate_series(1, 1000000)"));
+  stream.end(framedExecute("select repeat('x', 10000) /* rst-mid */ from generate_series(1, 1000000)"));
   await new Promise<void>((resolve) => stream.once("data", () => resolve()));
   stream.close(http2.constants.NGHTTP2_CANCEL);
   await answer;
@@ -91,18 +76,18 @@ t("a length prefix of 4 GB is RESOURCE_EXHAUSTED", async () => {
 
 t("a gzip bomb is RESOURCE_EXHAUSTED", async () => {
   const { stream, answer } = open({ "grpc-encoding": "gzip" });
-  stream.end(framed("", 1, gzipSync(Buffer.alloc(50 * 1024 * 1024))));
+  stream.end(framedExecute("", 1, gzipSync(Buffer.alloc(50 * 1024 * 1024))));
   assert.is(await answer, String(status.RESOURCE_EXHAUSTED));
   await healthy("nothing");
 });
 
 t("a malformed grpc-timeout is INTERNAL and a huge one is served", async () => {
   const bad = open({ "grpc-timeout": "soon" });
-  bad.stream.end(framed("select 1"));
+  bad.stream.end(framedExecute("select 1"));
   assert.is(await bad.answer, String(status.INTERNAL));
   const huge = open({ "grpc-timeout": "99999999H" });
   huge.stream.resume();
-  huge.stream.end(framed("select 1"));
+  huge.stream.end(framedExecute("select 1"));
   assert.is(await huge.answer, String(status.OK));
 });
 
@@ -111,7 +96,7 @@ t("a hundred metadata entries and -bin garbage are served", async () => {
   for (let i = 0; i < 100; i++) headers[`x-m${i}`] = "v";
   const { stream, answer } = open(headers);
   stream.resume();
-  stream.end(framed("select 1"));
+  stream.end(framedExecute("select 1"));
   assert.is(await answer, String(status.OK));
 });
 
@@ -119,14 +104,7 @@ t("streams that never end their request run nothing and leave with their connect
   const session = http2.connect(`http://${target}`);
   session.on("error", () => {});
   for (let i = 0; i < 500; i++) {
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/querygate.v1.QueryService/Execute",
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
-    stream.on("error", () => {});
-    stream.write(framed("select pg_sleep(5) /* never-ends */"));
+    rawExecute(session).write(framedExecute("select pg_sleep(5) /* never-ends */"));
   }
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.is(await runningStatements(admin, "%never-ends%"), 0);

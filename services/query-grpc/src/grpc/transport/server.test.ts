@@ -157,6 +157,14 @@ function raw(port: number, headers: http2.OutgoingHttpHeaders, body?: Buffer) {
   });
 }
 
+/** Calls Echo.stream, reading and ignoring its messages; resolves with its status. */
+function streamStatus(client: EchoClient): Promise<{ code: number }> {
+  const call = client.stream({ service: "" }, new Metadata()) as NodeJS.EventEmitter;
+  call.on("data", () => {});
+  call.on("error", () => {});
+  return new Promise((resolve) => call.on("status", resolve));
+}
+
 const frame = (message: Uint8Array) => {
   const out = Buffer.alloc(5 + message.length);
   out.writeUInt32BE(message.length, 1);
@@ -477,10 +485,7 @@ t("a session is not closed for idleness while a call is open on it", async () =>
     },
     { idleTimeoutMs: 200 },
   );
-  const call = client.stream({ service: "" }, new Metadata()) as NodeJS.EventEmitter;
-  const status_ = new Promise<{ code: number }>((resolve) => call.on("status", resolve));
-  call.on("data", () => {});
-  call.on("error", () => {});
+  const status_ = streamStatus(client);
   await new Promise((resolve) => setTimeout(resolve, 600));
   assert.not.ok(seen?.cancelled, "still open after three idle timeouts");
   seen?.end();
@@ -626,10 +631,7 @@ t("tryShutdown lets an open call finish, then the session closes", async () => {
       call.write({ status: 1 });
     },
   });
-  const call = client.stream({ service: "" }, new Metadata()) as NodeJS.EventEmitter;
-  const ended = new Promise<{ code: number }>((resolve) => call.on("status", resolve));
-  call.on("data", () => {});
-  call.on("error", () => {});
+  const ended = streamStatus(client);
   await eventually(() => seen !== undefined, 2000, "the call to start");
   let shut = false;
   server.tryShutdown(() => {
@@ -642,6 +644,36 @@ t("tryShutdown lets an open call finish, then the session closes", async () => {
   await eventually(() => shut, 2000, "the shutdown to complete");
 });
 
+t("tryShutdown completes when a client had already sent GOAWAY on a session with a call open", async () => {
+  let seen: Call | undefined;
+  const { port, server } = await start({
+    stream: (call) => {
+      seen = call;
+    },
+  });
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on("error", () => {});
+  const stream = session.request({
+    ":method": "POST",
+    ":path": Echo.stream.path,
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  stream.on("error", () => {});
+  stream.end(frame(HealthCheckRequest.encode({ service: "" }).finish()));
+  stream.resume();
+  await eventually(() => seen !== undefined, 2000, "the call to start");
+  // A client closing its channel: GOAWAY(NO_ERROR), the open call may finish.
+  session.close();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  let shut = false;
+  server.tryShutdown(() => {
+    shut = true;
+  });
+  seen?.end();
+  await eventually(() => shut, 3000, "the graceful shutdown to report done once the call ended");
+});
+
 t("forceShutdown cancels open calls", async () => {
   let seen: Call | undefined;
   let cancelled = 0;
@@ -652,10 +684,7 @@ t("forceShutdown cancels open calls", async () => {
       call.write({ status: 1 });
     },
   });
-  const call = client.stream({ service: "" }, new Metadata()) as NodeJS.EventEmitter;
-  const ended = new Promise<{ code: number }>((resolve) => call.on("status", resolve));
-  call.on("data", () => {});
-  call.on("error", () => {});
+  const ended = streamStatus(client);
   await eventually(() => seen !== undefined, 2000, "the call to start");
   server.forceShutdown();
   assert.is.not((await ended).code, status.OK);
