@@ -72,6 +72,17 @@ t("a message over the size limit is RESOURCE_EXHAUSTED from its length alone", (
   assert.is((error as FrameError).code, status.RESOURCE_EXHAUSTED);
 });
 
+t("a length prefix alone does not make the receiver hold the size it announces", () => {
+  const frames = new MessageFrames(256 * 1024 * 1024);
+  const before = process.memoryUsage().arrayBuffers;
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(200 * 1024 * 1024, 1);
+  assert.equal(frames.push(Buffer.concat([prefix, Buffer.from("a few bytes")])), []);
+  const grown = process.memoryUsage().arrayBuffers - before;
+  assert.ok(grown < 1024 * 1024, `${grown} bytes held for 11 bytes received`);
+  assert.ok(frames.partial);
+});
+
 t("a compressed frame (none was offered) is INTERNAL", () => {
   assert.throws(
     () => new MessageFrames(MAX).push(Buffer.from([1, 0, 0, 0, 0])),

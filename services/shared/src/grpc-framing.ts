@@ -21,13 +21,16 @@ const refuseCompressed = (): Buffer => {
 /**
  * gRPC's length-prefixed messages (1 flag byte, 4 bytes big-endian length)
  * out of DATA chunks that split and join them anywhere. A message inside one
- * chunk is a view of it; only one spread over chunks is copied, once.
+ * chunk is a view of it; one spread over chunks is kept as the parts that
+ * arrived and joined once whole, so a length prefix alone never makes the
+ * receiver hold the memory it announces.
  */
 export class MessageFrames {
   private readonly header = Buffer.alloc(5);
   private headerBytes = 0;
-  private body: Buffer | undefined;
+  private body: Buffer[] | undefined;
   private bodyBytes = 0;
+  private bodyLength = 0;
   private flagged = false;
 
   constructor(
@@ -61,15 +64,16 @@ export class MessageFrames {
           at += length;
           continue;
         }
-        this.body = Buffer.allocUnsafe(length);
+        this.body = [];
         this.bodyBytes = 0;
+        this.bodyLength = length;
       }
-      const take = Math.min(this.body.length - this.bodyBytes, chunk.length - at);
-      chunk.copy(this.body, this.bodyBytes, at, at + take);
+      const take = Math.min(this.bodyLength - this.bodyBytes, chunk.length - at);
+      this.body.push(Buffer.from(chunk.subarray(at, at + take)));
       this.bodyBytes += take;
       at += take;
-      if (this.bodyBytes === this.body.length) {
-        messages.push(this.complete(this.body));
+      if (this.bodyBytes === this.bodyLength) {
+        messages.push(this.complete(Buffer.concat(this.body, this.bodyLength)));
         this.body = undefined;
       }
     }
