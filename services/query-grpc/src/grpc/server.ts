@@ -139,10 +139,13 @@ export async function startQueryGrpc(
   let accepting = true;
   const inFlight = new Map<Promise<unknown>, (reason: QueryFailure) => void>();
 
+  // A client must start its handshake, and end it, within this long (never longer than it may stay idle).
+  const handshakeMs = Math.min(10_000, config.GRPC_IDLE_TIMEOUT_MS);
   const server = new GrpcServer({
     maxReceiveBytes: config.MAX_REQUEST_BYTES,
     // Connections with no call in progress are closed, so idle ones cannot pile up.
     idleTimeoutMs: config.GRPC_IDLE_TIMEOUT_MS,
+    handshakeMs,
   });
   server.addService(
     countingBytes(QueryServiceService, metrics),
@@ -177,12 +180,11 @@ export async function startQueryGrpc(
   server.addService(ServerReflectionService, reflection);
   server.addService(REFLECTION_V1ALPHA, reflection);
 
-  // A client must start its handshake within this long (never longer than it may stay idle).
   const listener = await listen(
     (socket) => server.accept(socket),
     config.GRPC_HOST,
     config.GRPC_PORT,
-    Math.min(10_000, config.GRPC_IDLE_TIMEOUT_MS),
+    handshakeMs,
   );
   const port = listener.port;
   const metricsServer = await startMetricsServer(metrics.registry, config.GRPC_HOST, config.METRICS_PORT);

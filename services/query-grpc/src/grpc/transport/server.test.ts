@@ -3,7 +3,7 @@
 // answers, deadlines, cancellation, limits, metadata and grpc-message coding,
 // idle sessions; and the reason it exists: an answer leaves in few socket writes.
 import http2 from "node:http2";
-import type { Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { gzipSync } from "node:zlib";
 import {
@@ -458,6 +458,41 @@ t("a bidi call reads the client's messages in order, pauses, and ends after its 
   assert.is(final.code, status.OK);
   assert.is(final.metadata.get("x-count")[0], "4");
   assert.equal(got, [1, 2, 3, 4]);
+});
+
+t(
+  "a connection that dribbles its preface a byte at a time is closed after the handshake time, not the idle timeout",
+  async () => {
+    const { port } = await start({}, { handshakeMs: 300, idleTimeoutMs: 60_000 });
+    const socket = connect(port, "127.0.0.1");
+    socket.on("error", () => {});
+    const opened = Date.now();
+    let closedAt: number | undefined;
+    socket.on("close", () => {
+      closedAt = Date.now();
+    });
+    // A valid preface, one byte per 100 ms: complete only after 2.4 s.
+    const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    let sent = 0;
+    const dribble = setInterval(() => {
+      if (sent < preface.length && socket.writable) socket.write(preface.subarray(sent, ++sent));
+    }, 100);
+    await eventually(() => closedAt !== undefined || Date.now() - opened > 2000, 3000, "the socket to close");
+    clearInterval(dribble);
+    socket.destroy();
+    assert.ok(closedAt !== undefined, "still open 2 s into a dribbled preface");
+    assert.ok((closedAt as number) - opened >= 250, `closed after ${(closedAt as number) - opened} ms`);
+  },
+);
+
+t("a session that ends its handshake in time is not closed by the handshake timer", async () => {
+  const { port } = await start({}, { handshakeMs: 200 });
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on("error", () => {});
+  await new Promise((resolve) => session.once("remoteSettings", resolve));
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assert.not.ok(session.closed || session.destroyed, "still open after the handshake time");
+  session.close();
 });
 
 t("a session with no stream for the idle timeout is sent GOAWAY and closed", async () => {

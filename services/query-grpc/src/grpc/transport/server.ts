@@ -24,6 +24,12 @@ export interface GrpcServerOptions {
   maxReceiveBytes: number;
   /** grpc.max_connection_idle_ms: a session with no stream for this long gets GOAWAY and closes. */
   idleTimeoutMs: number;
+  /**
+   * A session whose client has not sent its SETTINGS (the end of the HTTP/2
+   * preface) this long after connecting is destroyed: one dribbling its preface
+   * a byte at a time would otherwise keep its connection for the idle timeout.
+   */
+  handshakeMs?: number;
   /** Streams one session may have open at once (grpc-js sets no limit; a client past it waits). */
   maxConcurrentStreams?: number;
 }
@@ -130,7 +136,13 @@ export class GrpcServer {
     const state: SessionState = { streams: 0, idleTimer: undefined };
     this.sessions.set(session, state);
     session.on("error", () => {});
+    const handshake =
+      this.options.handshakeMs === undefined
+        ? undefined
+        : setTimeout(() => session.destroy(), this.options.handshakeMs).unref();
+    session.once("remoteSettings", () => clearTimeout(handshake));
     session.once("close", () => {
+      clearTimeout(handshake);
       clearTimeout(state.idleTimer);
       this.sessions.delete(session);
     });
