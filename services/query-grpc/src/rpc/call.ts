@@ -43,9 +43,8 @@ export function firstValue(metadata: Metadata, key: string): string | undefined 
 }
 
 /** Why a call's work stops when grpc-js reports it cancelled: its deadline, or the client. */
-export function cancellation(deadline: Date | number): QueryFailure {
-  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-  return ms <= Date.now()
+export function cancellation(deadline: number): QueryFailure {
+  return deadline <= Date.now()
     ? new QueryFailure("timeout", "the call's deadline passed; its transaction was rolled back")
     : new QueryFailure("cancelled", "the caller cancelled the call; its transaction was rolled back");
 }
@@ -62,7 +61,7 @@ export function transactionSettings(
   caller: Caller,
   requestId: string,
   limits: QueryServiceLimits,
-  deadline: Date | number,
+  deadline: number,
 ): TransactionSettings {
   const level = options?.isolation ?? IsolationLevel.ISOLATION_LEVEL_UNSPECIFIED;
   const isolation = ISOLATION[level];
@@ -91,11 +90,10 @@ export function statementTimeoutMs(
   options: { timeoutMs?: number } | undefined,
   caller: Caller,
   limits: QueryServiceLimits,
-  deadline: Date | number,
+  deadline: number,
 ): number {
-  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-  const untilDeadline = Number.isFinite(deadlineMs)
-    ? Math.max(1, deadlineMs - Date.now())
+  const untilDeadline = Number.isFinite(deadline)
+    ? Math.max(1, deadline - Date.now())
     : Number.POSITIVE_INFINITY;
   return Math.min(
     asked || options?.timeoutMs || limits.defaultTimeoutMs,

@@ -38,9 +38,7 @@ export async function handleExecute(
   const { signal } = controller;
   const requestId = requestIdOf(call.metadata);
   const onCancelled = () => {
-    const deadline = call.getDeadline();
-    const passed = deadline instanceof Date ? deadline.getTime() <= Date.now() : deadline <= Date.now();
-    if (passed) {
+    if (call.getDeadline() <= Date.now()) {
       const failure = new QueryFailure("timeout", "the call's deadline passed; the statement was cancelled");
       abort(controller, failure, "deadline", deps.metrics);
     } else {
@@ -184,7 +182,7 @@ function executeRequest(
   caller: Caller,
   requestId: string,
   limits: QueryServiceLimits,
-  deadline: Date | number,
+  deadline: number,
 ): { settings: TransactionSettings; statement: Statement } {
   const options = request.options;
   const maxRows = Number(options?.maxRows ?? "0");

@@ -16,8 +16,8 @@ type CancelledListener = () => void;
 /** What every call has: the caller's metadata, the deadline, cancellation. */
 export interface ServerCallBase {
   readonly metadata: Metadata;
-  /** Milliseconds since the epoch (or a Date) when the caller gives up; Infinity without one. */
-  getDeadline(): Date | number;
+  /** Milliseconds since the epoch when the caller gives up; Infinity without one. */
+  getDeadline(): number;
   /** True once the call ended for the caller: cancelled, past its deadline, or its status sent. */
   readonly cancelled: boolean;
   /** "cancelled" is emitted once, when the caller goes away or the deadline passes. */
