@@ -172,7 +172,7 @@ const cancelById: Kind = {
     const cancelled = status(cancel) === 200;
     let problem: string | undefined;
     if (cancel && status(cancel) !== 200 && status(cancel) !== 404)
-      problem = `DELETE answered ${cancel.kind === "http" ? `${cancel.status} ${cancel.body.slice(0, 100)}` : cancel.kind}`;
+      problem = `DELETE answered ${cancel.kind === "http" ? `${cancel.status} ${cancel.body.slice(0, 100)}` : cancel.kind === "net-error" ? `net-error ${cancel.message}` : cancel.kind}`;
     else if (cancelled && !(status(ending) === 499 && whenCancelled(ending)))
       problem = `cancelled by id, but the call ended ${ending.kind === "http" ? `${ending.status} ${ending.body.slice(0, 100)}` : ending.kind}`;
     else if (!cancelled && status(ending) === 504)

@@ -11,8 +11,14 @@ import { between, type Kind, ndjsonProblem, overGrpc, overHttp, succeeded, write
 export const ITEMS = 10_000;
 export const LOOKUP = "select id, label from soak_items where id = $1";
 export const TEN_K = "select g, md5(g::text) as h from generate_series(1, 10000) g";
-/** Far more rows than anyone reads: the client leaves after the first chunk. */
-export const ENDLESS = "select g, repeat('x', 200) as pad from generate_series(1, 5000000) g";
+/**
+ * Far more rows than anyone reads: the client leaves after the first chunk.
+ * The series is in the select list, so PostgreSQL makes rows as they are read;
+ * in FROM it materialised all 5M (1 GB of temp file) before the first row,
+ * and a dozen of these at once took both cores, leaving the pool's callers
+ * to time out as "overloaded".
+ */
+export const ENDLESS = "select g, repeat('x', 200) as pad from (select generate_series(1, 5000000) as g) s";
 /** Outlives every give-up; STATEMENT_TIMEOUT_MS (6 s) ends it if querygate does not. */
 export const SLEEP = "select pg_sleep(10)";
 export const INSERT = "insert into soak_writes (token, via) values ($1, $2)";
