@@ -176,6 +176,13 @@ const mistakes: Kind[] = [
   overGrpc("deep +1 chain", 1, "mistake", (ctx) => ({
     request: { sql: deepPlus(between(ctx, 1000, 20_000)) },
   })),
+  // Past the parser's token budget (100,000): refused unparsed; parsed, each took seconds and hundreds of MB.
+  overHttp("wide statement", 0.5, "mistake", (ctx) => ({
+    body: json({ query: `select ${"1,".repeat(between(ctx, 120_000, 450_000))}1` }),
+  })),
+  overGrpc("wide statement", 0.5, "mistake", (ctx) => ({
+    request: { sql: `select ${"1,".repeat(between(ctx, 120_000, 1_500_000))}1` },
+  })),
   overHttp("NUL byte", 1, "mistake", () => ({ body: json({ query: "select 1\u0000" }) })),
   overGrpc("NUL byte", 1, "mistake", () => ({ request: { sql: "select 'a\u0000b'" } })),
   overHttp("invalid JSON", 1, "mistake", () => ({ body: '{"query": "select 1",' })),

@@ -78,6 +78,8 @@ const schema = z
     MAX_STATEMENT_TIMEOUT_MS: env.int(300_000, 1, 86_400_000),
     /** A statement whose parsing takes longer fails (54001) and the parser thread is replaced. */
     PARSE_TIMEOUT_MS: env.int(5000, 100, 600_000),
+    /** A statement with more tokens outside its literals and comments fails unparsed (54001). */
+    PARSE_MAX_TOKENS: env.int(100_000, 100, 10_000_000),
     /** Rows per streamed batch once the first, smaller batch has gone out. */
     BATCH_ROWS: env.int(2000, 1, 100_000),
     /** Concurrent Session streams, each holding a connection; unset = half of POOL_MAX (at least 1). */

@@ -64,7 +64,11 @@ export async function startQueryGrpc(
       "no credentials configured: every caller runs as the login role",
     );
   }
-  const parser = new SqlParser({ timeoutMs: config.PARSE_TIMEOUT_MS, cacheEntries: 2000 });
+  const parser = new SqlParser({
+    timeoutMs: config.PARSE_TIMEOUT_MS,
+    cacheEntries: 2000,
+    maxTokens: config.PARSE_MAX_TOKENS,
+  });
   await parser.start();
 
   const pool = openPool(config.DATABASE_URL, config.CONNECT_TIMEOUT_MS, config, logger);

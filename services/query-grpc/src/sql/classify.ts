@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { loadModule, parseSync } from "libpg-query";
 import { QueryFailure } from "../errors.js";
 import type { StatementKind } from "../statement-kinds.js";
+import { countTokens } from "./tokens.js";
 
 export interface Classification {
   /** Distinct kinds in the order met; [] for an empty statement. */
@@ -63,10 +64,23 @@ const SQL_TEXT_FUNCTIONS = new Set([
 
 type Node = Record<string, unknown>;
 
-export function classify(sql: string, allowed: ReadonlySet<StatementKind>): Classification {
+/** `maxTokens`: a statement with more tokens of code (tokens.ts) is refused before it is parsed. */
+export function classify(
+  sql: string,
+  allowed: ReadonlySet<StatementKind>,
+  maxTokens = Number.POSITIVE_INFINITY,
+): Classification {
   if (sql.includes("\0")) {
     // PostgreSQL would cut the text at the NUL and run the rest: refuse it whole.
     throw new QueryFailure("sql", "the SQL text contains a NUL character (0x00)", { sqlstate: "22021" });
+  }
+  // A token is at least a character: only a longer text can be over.
+  if (sql.length > maxTokens && countTokens(sql, maxTokens) > maxTokens) {
+    throw new QueryFailure(
+      "sql",
+      `the statement has more than ${maxTokens} tokens outside its literals and comments, past what the SQL parser takes (PARSE_MAX_TOKENS); send its values as parameters, or split it over several statements (ExecuteBatch)`,
+      { sqlstate: "54001" },
+    );
   }
   let statements: Node[];
   try {
@@ -84,10 +98,11 @@ export function classify(sql: string, allowed: ReadonlySet<StatementKind>): Clas
     );
   }
   const kinds: StatementKind[] = [];
+  const facts = survey(statements);
   const statement = statements[0];
   if (statement) {
-    const kind = kindOf(statement);
-    checkCalls(statement);
+    const kind = kindOf(statement, facts.modifies);
+    if (facts.refused) throw facts.refused;
     if (!allowed.has(kind)) {
       throw new QueryFailure(
         "invalid_request",
@@ -96,15 +111,16 @@ export function classify(sql: string, allowed: ReadonlySet<StatementKind>): Clas
     }
     kinds.push(kind);
   }
-  return { kinds, fingerprint: fingerprint(statements), parameters: highestParameter(statements) };
+  return { kinds, fingerprint: facts.fingerprint, parameters: facts.parameters };
 }
 
-function kindOf(statement: Node): StatementKind {
+/** `modifies`: the tree holds an INSERT, UPDATE, DELETE or MERGE (a data-modifying WITH). */
+function kindOf(statement: Node, modifies: boolean): StatementKind {
   const [type, body] = entry(statement);
   switch (type) {
     case "SelectStmt":
       if ((body as Node).intoClause) return "ddl";
-      return modifiesData(body) ? "write" : "read";
+      return modifies ? "write" : "read";
     case "InsertStmt":
     case "UpdateStmt":
     case "DeleteStmt":
@@ -116,7 +132,7 @@ function kindOf(statement: Node): StatementKind {
       const explain = body as { query: Node; options?: Node[] };
       // EXPLAIN ANALYZE runs the statement: it is whatever it explains. Plain
       // EXPLAIN only plans, which reads nothing but the catalog.
-      return explainAnalyzes(explain.options) ? kindOf(explain.query) : "read";
+      return explainAnalyzes(explain.options) ? kindOf(explain.query, modifies) : "read";
     }
     case "CopyStmt": {
       const copy = body as { filename?: string; is_program?: boolean };
@@ -158,43 +174,29 @@ function kindOf(statement: Node): StatementKind {
   }
 }
 
-/** Rejects calls that change protected settings or run SQL text the parser cannot see. */
-function checkCalls(statement: Node): void {
-  walk(statement, (type, body) => {
-    if (type !== "FuncCall") return;
-    const call = body as { funcname?: Node[]; args?: Node[] };
-    const name = (
-      (call.funcname?.at(-1) as { String?: { sval?: string } })?.String?.sval ?? ""
-    ).toLowerCase();
-    if (SQL_TEXT_FUNCTIONS.has(name)) {
-      throw new QueryFailure(
+/** Why a call may not run: it changes a protected setting, or runs SQL text the parser cannot see. */
+function refusedCall(call: { funcname?: Node[]; args?: Node[] }): QueryFailure | undefined {
+  const name = ((call.funcname?.at(-1) as { String?: { sval?: string } })?.String?.sval ?? "").toLowerCase();
+  if (SQL_TEXT_FUNCTIONS.has(name)) {
+    return new QueryFailure(
+      "invalid_request",
+      `${name}() runs SQL text querygate cannot inspect; it is not allowed`,
+    );
+  }
+  if (name === "set_config") {
+    const setting = constantString(call.args?.[0]);
+    if (
+      setting === undefined ||
+      PROTECTED_SETTINGS.has(setting.toLowerCase()) ||
+      setting.startsWith("request.")
+    ) {
+      return new QueryFailure(
         "invalid_request",
-        `${name}() runs SQL text querygate cannot inspect; it is not allowed`,
+        `set_config(${setting === undefined ? "<computed name>" : `'${setting}'`}, ...) is not allowed: querygate sets the caller's role, access mode, limits and request.* settings`,
       );
     }
-    if (name === "set_config") {
-      const setting = constantString(call.args?.[0]);
-      if (
-        setting === undefined ||
-        PROTECTED_SETTINGS.has(setting.toLowerCase()) ||
-        setting.startsWith("request.")
-      ) {
-        throw new QueryFailure(
-          "invalid_request",
-          `set_config(${setting === undefined ? "<computed name>" : `'${setting}'`}, ...) is not allowed: querygate sets the caller's role, access mode, limits and request.* settings`,
-        );
-      }
-    }
-  });
-}
-
-function modifiesData(node: unknown): boolean {
-  let found = false;
-  walk(node, (type) => {
-    if (type === "InsertStmt" || type === "UpdateStmt" || type === "DeleteStmt" || type === "MergeStmt")
-      found = true;
-  });
-  return found;
+  }
+  return undefined;
 }
 
 function explainAnalyzes(options: Node[] | undefined): boolean {
@@ -204,49 +206,6 @@ function explainAnalyzes(options: Node[] | undefined): boolean {
     const value = def.arg ? (constantString(def.arg) ?? JSON.stringify(def.arg)) : "true";
     return !/false|off|"ival":0|^0$/.test(value);
   });
-}
-
-/**
- * Calls visit(type, body) for every node, depth first. Iterative: a parse
- * tree is as deep as the caller's SQL is nested, and "1+1+...+1" with a few
- * thousand terms overflowed the JavaScript stack of a recursive walk.
- */
-function walk(root: unknown, visit: (type: string, body: unknown) => void): void {
-  const pending: unknown[] = [root];
-  while (pending.length > 0) {
-    const node = pending.pop();
-    if (node instanceof Visit) {
-      visit(node.type, node.body);
-      continue;
-    }
-    if (node === null || typeof node !== "object") continue;
-    if (Array.isArray(node)) {
-      for (let i = node.length - 1; i >= 0; i--) pending.push(node[i]);
-      continue;
-    }
-    const entries = Object.entries(node);
-    for (let i = entries.length - 1; i >= 0; i--) {
-      const [key, value] = entries[i] as [string, unknown];
-      pending.push(value); // its subtree is walked right after its own visit
-      if (/^[A-Z]/.test(key)) pending.push(new Visit(key, value));
-    }
-  }
-}
-
-/** A node's type and body, queued in walk() so visits keep depth-first order. */
-class Visit {
-  constructor(
-    readonly type: string,
-    readonly body: unknown,
-  ) {}
-}
-
-function highestParameter(statements: Node[]): number {
-  let highest = 0;
-  walk(statements, (type, body) => {
-    if (type === "ParamRef") highest = Math.max(highest, (body as { number?: number }).number ?? 0);
-  });
-  return highest;
 }
 
 function entry(node: Node): [string, unknown] {
@@ -281,37 +240,72 @@ function parseError(error: unknown): QueryFailure {
   return new QueryFailure("sql", message, { sqlstate: "42601", position });
 }
 
+interface Survey {
+  /** A hex hash of the tree without literal values and source positions. */
+  fingerprint: string;
+  /** The highest $n. */
+  parameters: number;
+  /** An INSERT, UPDATE, DELETE or MERGE anywhere in the tree. */
+  modifies: boolean;
+  /** The first call, depth first, that may not run. */
+  refused?: QueryFailure;
+}
+
+const MODIFYING = new Set(["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"]);
+/** Hashed a chunk at a time: one update per token cost more than the parse. */
+const HASH_CHUNK_CHARS = 1 << 16;
+
 /**
- * A hash of the parse tree without literal values and source positions, so
- * `id = 1` and `id = 2` (and any whitespace) fingerprint alike. Computed from
- * the tree we already have (libpg-query's own fingerprint() and normalize()
- * cost another parse each and grow WebAssembly memory without bound), and
- * iteratively, since JSON.stringify recurses as deep as the tree.
+ * Everything classify() needs from the tree, in one depth-first pass: the
+ * calls it refuses, the highest parameter, whether data is modified, and a
+ * fingerprint, so `id = 1` and `id = 2` (and any whitespace) hash alike.
+ * Computed from the tree we already have (libpg-query's own fingerprint() and
+ * normalize() cost another parse each and grow WebAssembly memory without
+ * bound), and iteratively, since a tree is as deep as the caller's SQL is
+ * nested ("1+1+...+1" overflowed the JavaScript stack of a recursive walk).
+ * One pass matters: a statement's size is the caller's choice, and four walks
+ * took four times the parse's own time.
  */
-function fingerprint(statements: Node[]): string {
+function survey(statements: Node[]): Survey {
+  const found: Survey = { fingerprint: "", parameters: 0, modifies: false };
   const hash = createHash("sha256");
+  let text = "";
   const pending: unknown[] = [statements];
   while (pending.length > 0) {
     const node = pending.pop();
     if (node instanceof Punctuation) {
-      hash.update(node.text);
+      text += node.text;
     } else if (Array.isArray(node)) {
-      hash.update("[");
+      text += "[";
       pending.push(CLOSE_ARRAY);
       for (let i = node.length - 1; i >= 0; i--) pending.push(node[i], COMMA);
     } else if (node !== null && typeof node === "object") {
-      hash.update("{");
+      text += "{";
       pending.push(CLOSE_OBJECT);
-      const entries = Object.entries(node).filter(([key]) => key !== "location");
-      for (let i = entries.length - 1; i >= 0; i--) {
-        const [key, value] = entries[i] as [string, unknown];
-        pending.push(key === "A_Const" ? LITERAL : value, new Punctuation(`${JSON.stringify(key)}:`), COMMA);
+      const keys = Object.keys(node);
+      for (let i = keys.length - 1; i >= 0; i--) {
+        const key = keys[i] as string;
+        if (key === "location") continue;
+        const value = (node as Node)[key];
+        pending.push(key === "A_Const" ? LITERAL : value, keyPunctuation(key), COMMA);
+        // A node's type is its one key, capitalised: seen before its subtree, as depth first.
+        const first = key.charCodeAt(0);
+        if (first < 65 || first > 90) continue;
+        if (key === "FuncCall") found.refused ??= refusedCall(value as Node);
+        else if (key === "ParamRef")
+          found.parameters = Math.max(found.parameters, (value as { number?: number }).number ?? 0);
+        else if (MODIFYING.has(key)) found.modifies = true;
       }
     } else {
-      hash.update(JSON.stringify(node) ?? "null");
+      text += JSON.stringify(node) ?? "null";
+    }
+    if (text.length >= HASH_CHUNK_CHARS) {
+      hash.update(text);
+      text = "";
     }
   }
-  return hash.digest("hex").slice(0, 16);
+  found.fingerprint = hash.update(text).digest("hex").slice(0, 16);
+  return found;
 }
 
 /** Structure written into the fingerprint, told apart from the tree's own strings. */
@@ -322,3 +316,13 @@ const COMMA = new Punctuation(",");
 const CLOSE_ARRAY = new Punctuation("]");
 const CLOSE_OBJECT = new Punctuation("}");
 const LITERAL = new Punctuation("?");
+/** `"key":` for each field name the parser uses (a few hundred), made once. */
+const KEYS = new Map<string, Punctuation>();
+function keyPunctuation(key: string): Punctuation {
+  let punctuation = KEYS.get(key);
+  if (punctuation === undefined) {
+    punctuation = new Punctuation(`${JSON.stringify(key)}:`);
+    if (KEYS.size < 4096) KEYS.set(key, punctuation);
+  }
+  return punctuation;
+}

@@ -3,10 +3,15 @@
 // after that its memory can no longer be trusted (later parses failed with
 // "memory access out of bounds", or spun forever). Here, such a failure costs
 // this thread, which parser.ts then replaces, never the server.
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import { QueryFailure } from "../errors.js";
 import type { StatementKind } from "../statement-kinds.js";
 import { classify, loadParser, ParserFault } from "./classify.js";
+
+/** What the worker is started with (parser.ts). */
+export interface ParserWorkerData {
+  maxTokens: number;
+}
 
 export interface ParseRequest {
   id: number;
@@ -22,11 +27,12 @@ export type ParseAnswer =
 const port = parentPort;
 if (!port) throw new Error("parser-worker.ts runs as a worker thread");
 
+const { maxTokens } = workerData as ParserWorkerData;
 await loadParser();
 port.on("message", ({ id, sql, allowed }: ParseRequest) => {
   let answer: ParseAnswer;
   try {
-    answer = { id, classification: classify(sql, new Set(allowed)) };
+    answer = { id, classification: classify(sql, new Set(allowed), maxTokens) };
   } catch (error) {
     if (error instanceof QueryFailure) {
       answer = { id, failure: { kind: error.kind, message: error.message, pg: error.pg } };

@@ -10,7 +10,7 @@ const readOnly = new Set<StatementKind>(["read"]);
 let parser: SqlParser;
 
 t.before(async () => {
-  parser = new SqlParser({ timeoutMs: 5000, cacheEntries: 100 });
+  parser = new SqlParser({ timeoutMs: 5000, cacheEntries: 100, maxTokens: 100_000 });
   await parser.start();
 });
 t.after(() => parser.close());

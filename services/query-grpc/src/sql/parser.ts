@@ -9,13 +9,15 @@ import { QueryFailure } from "../errors.js";
 import type { StatementKind } from "../statement-kinds.js";
 import type { Classification } from "./classify.js";
 import { literalShape } from "./literal-shape.js";
-import type { ParseAnswer, ParseRequest } from "./parser-worker.js";
+import type { ParseAnswer, ParseRequest, ParserWorkerData } from "./parser-worker.js";
 
 export interface ParserOptions {
   /** A parse still running after this long is abandoned with its worker. */
   timeoutMs: number;
   /** Classifications kept for statements seen before (of at most CACHEABLE_CHARS). */
   cacheEntries: number;
+  /** A statement with more tokens of code is refused unparsed (54001): the parser's time and memory grow with them. */
+  maxTokens: number;
 }
 
 interface Pending {
@@ -142,13 +144,14 @@ export class SqlParser {
 
   private spawn(): Promise<Worker> {
     return new Promise((resolve, reject) => {
+      const workerData: ParserWorkerData = { maxTokens: this.options.maxTokens };
       const worker = WORKER_URL.pathname.endsWith(".ts")
         ? // Worker threads do not inherit tsx's loader from --import: register it first.
           new Worker(
             `import("tsx/esm/api").then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`,
-            { eval: true },
+            { eval: true, workerData },
           )
-        : new Worker(WORKER_URL);
+        : new Worker(WORKER_URL, { workerData });
       const failed = (error: unknown) => {
         this.lastSpawnFailure = Date.now();
         void worker.terminate();
