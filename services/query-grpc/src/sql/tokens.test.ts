@@ -20,29 +20,63 @@ function scannerTokens(sql: string): number | undefined {
 }
 
 const FRAGMENTS = [
-  "select", " ", "\n", "1", ",", "+", "'", "''", "\\", "e", "E", "x", "$", "$1", "$a$", "$$", "a$",
-  '"', '""', "--", "/*", "*/", "(", ")", "U&", "b", "1.5e3", "é", "\t", "::", "-", "*", "/",
+  "select",
+  " ",
+  "\n",
+  "1",
+  ",",
+  "+",
+  "'",
+  "''",
+  "\\",
+  "e",
+  "E",
+  "x",
+  "$",
+  "$1",
+  "$a$",
+  "$$",
+  "a$",
+  '"',
+  '""',
+  "--",
+  "/*",
+  "*/",
+  "(",
+  ")",
+  "U&",
+  "b",
+  "1.5e3",
+  "é",
+  "\t",
+  "::",
+  "-",
+  "*",
+  "/",
 ];
 
-t("no arrangement of quotes, dollar quotes, escapes and comments counts fewer tokens than PostgreSQL's scanner", () => {
-  let seed = 7;
-  const random = () => {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    return seed / 2147483648;
-  };
-  let compared = 0;
-  for (let round = 0; round < 20_000; round++) {
-    let sql = "";
-    const length = 1 + Math.floor(random() * 24);
-    for (let i = 0; i < length; i++) sql += FRAGMENTS[Math.floor(random() * FRAGMENTS.length)];
-    const scanned = scannerTokens(sql);
-    if (scanned === undefined) continue;
-    compared++;
-    const counted = countTokens(sql, ALL);
-    assert.ok(counted >= scanned, `${JSON.stringify(sql)}: counted ${counted}, the scanner saw ${scanned}`);
-  }
-  assert.ok(compared > 5000, `only ${compared} texts the scanner accepted`);
-});
+t(
+  "no arrangement of quotes, dollar quotes, escapes and comments counts fewer tokens than PostgreSQL's scanner",
+  () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    let compared = 0;
+    for (let round = 0; round < 20_000; round++) {
+      let sql = "";
+      const length = 1 + Math.floor(random() * 24);
+      for (let i = 0; i < length; i++) sql += FRAGMENTS[Math.floor(random() * FRAGMENTS.length)];
+      const scanned = scannerTokens(sql);
+      if (scanned === undefined) continue;
+      compared++;
+      const counted = countTokens(sql, ALL);
+      assert.ok(counted >= scanned, `${JSON.stringify(sql)}: counted ${counted}, the scanner saw ${scanned}`);
+    }
+    assert.ok(compared > 5000, `only ${compared} texts the scanner accepted`);
+  },
+);
 
 t("a literal, a quoted identifier and a comment count as one token whatever their length", () => {
   const long = "x".repeat(100_000);
