@@ -53,6 +53,10 @@ const FRAGMENTS = [
   "-",
   "*",
   "/",
+  "e''",
+  "\n'",
+  "\\' '",
+  "E'\\'",
 ];
 
 t(
@@ -98,6 +102,10 @@ t("text that only looks like the start of a literal cannot hide code from the co
   assert.ok(countTokens(`select a$q$ ${code} $q$`, ALL) > 2000);
   // $1 is a parameter, not a dollar quote.
   assert.ok(countTokens(`select $1, ${code}, $1`, ALL) > 2000);
+  // A quote after a newline continues an E'' string, where \' does not close it (found by a hostile review).
+  assert.ok(countTokens(`select e''\n'\\' ' ${code}`, ALL) > 2000);
+  assert.ok(countTokens(`select e''\r'\\' ' ${code}`, ALL) > 2000);
+  assert.ok(countTokens(`select E'a' -- c\n '\\' ' ${code}`, ALL) > 2000);
   // A comment closes at its own depth.
   assert.ok(countTokens(`select /* a */ ${code} /* b */`, ALL) > 2000);
 });

@@ -49,12 +49,40 @@ export function countTokens(sql: string, limit: number): number {
       // or E makes one: `somee'...'` is an identifier, then a plain string.
       if (i - start === 1 && (c === 69 || c === 101) && sql.charCodeAt(i) === QUOTE) {
         i = endOfString(sql, i + 1, true);
+        // A quote after a newline continues the E'' string, backslashes and all
+        // (scan.l's quotecontinue): rather than follow that rule to the letter,
+        // every character left counts as a token, which can only count more.
+        if (sql.charCodeAt(afterBlanks(sql, i)) === QUOTE) return tokens + nonBlank(sql, i, limit - tokens);
       }
     } else {
       i++; // an operator or punctuation character: one token each
     }
   }
   return tokens;
+}
+
+/** The first index from `from` that is not whitespace or a comment. */
+function afterBlanks(sql: string, from: number): number {
+  let i = from;
+  while (i < sql.length) {
+    const c = sql.charCodeAt(i);
+    if (c === 32 || (c >= 9 && c <= 13)) i++;
+    else if (c === 45 && sql.charCodeAt(i + 1) === 45) {
+      while (i < sql.length && sql.charCodeAt(i) !== 10 && sql.charCodeAt(i) !== 13) i++;
+    } else if (c === 47 && sql.charCodeAt(i + 1) === 42) i = endOfComment(sql, i);
+    else return i;
+  }
+  return i;
+}
+
+/** Characters from `from` that are not whitespace, counted to just past `limit`: no token is shorter. */
+function nonBlank(sql: string, from: number, limit: number): number {
+  let count = 0;
+  for (let i = from; i < sql.length && count <= limit; i++) {
+    const c = sql.charCodeAt(i);
+    if (!(c === 32 || (c >= 9 && c <= 13))) count++;
+  }
+  return count;
 }
 
 /** After the closing quote (a doubled quote stays inside); `escapes`: E'' strings, where \' does too. */
