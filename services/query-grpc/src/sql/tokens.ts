@@ -23,14 +23,13 @@ export function countTokens(sql: string, limit: number): number {
   const n = sql.length;
   while (i < n) {
     const c = sql.charCodeAt(i);
-    if (c === 32 || (c >= 9 && c <= 13)) {
+    if (isBlank(c)) {
       i++;
       continue;
     }
     if (++tokens > limit) return tokens;
     if (c === 45 && sql.charCodeAt(i + 1) === 45) {
-      // -- to the end of the line
-      while (i < n && sql.charCodeAt(i) !== 10 && sql.charCodeAt(i) !== 13) i++;
+      i = endOfLine(sql, i);
     } else if (c === 47 && sql.charCodeAt(i + 1) === 42) {
       i = endOfComment(sql, i);
     } else if (c === QUOTE) {
@@ -66,10 +65,9 @@ function afterBlanks(sql: string, from: number): number {
   let i = from;
   while (i < sql.length) {
     const c = sql.charCodeAt(i);
-    if (c === 32 || (c >= 9 && c <= 13)) i++;
-    else if (c === 45 && sql.charCodeAt(i + 1) === 45) {
-      while (i < sql.length && sql.charCodeAt(i) !== 10 && sql.charCodeAt(i) !== 13) i++;
-    } else if (c === 47 && sql.charCodeAt(i + 1) === 42) i = endOfComment(sql, i);
+    if (isBlank(c)) i++;
+    else if (c === 45 && sql.charCodeAt(i + 1) === 45) i = endOfLine(sql, i);
+    else if (c === 47 && sql.charCodeAt(i + 1) === 42) i = endOfComment(sql, i);
     else return i;
   }
   return i;
@@ -78,10 +76,7 @@ function afterBlanks(sql: string, from: number): number {
 /** Characters from `from` that are not whitespace, counted to just past `limit`: no token is shorter. */
 function nonBlank(sql: string, from: number, limit: number): number {
   let count = 0;
-  for (let i = from; i < sql.length && count <= limit; i++) {
-    const c = sql.charCodeAt(i);
-    if (!(c === 32 || (c >= 9 && c <= 13))) count++;
-  }
+  for (let i = from; i < sql.length && count <= limit; i++) if (!isBlank(sql.charCodeAt(i))) count++;
   return count;
 }
 
@@ -97,6 +92,13 @@ function endOfString(sql: string, from: number, escapes: boolean, quote = QUOTE)
     } else i++;
   }
   return i; // unterminated: the scanner rejects it there
+}
+
+/** At the newline that ends a -- comment (or the text's end). */
+function endOfLine(sql: string, from: number): number {
+  let i = from;
+  while (i < sql.length && sql.charCodeAt(i) !== 10 && sql.charCodeAt(i) !== 13) i++;
+  return i;
 }
 
 /** After a comment: PostgreSQL's /* comments nest. */
@@ -133,6 +135,11 @@ function afterDollar(sql: string, at: number): number {
   const tag = sql.slice(at, i + 1);
   const end = sql.indexOf(tag, i + 1);
   return end === -1 ? sql.length : end + tag.length;
+}
+
+/** PostgreSQL's space: [ \t\n\r\f\v]. */
+function isBlank(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13);
 }
 
 function isDigit(c: number): boolean {
