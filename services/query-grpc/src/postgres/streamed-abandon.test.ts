@@ -15,15 +15,18 @@ import {
   SessionRequest,
 } from "../../../../proto/gen/querygate/v1/query.js";
 import { adminClient, eventually, execute, grpcClient, startGrpc } from "../../../../test/helpers.js";
+import { metric } from "../../../../test/replica-client.js";
 
 const t = suite("abandoned streamed statements");
 
 let client: ReturnType<typeof grpcClient>;
+let metricsPort: number;
 let admin: Awaited<ReturnType<typeof adminClient>>;
 
 t.before(async () => {
   const server = await startGrpc({ POOL_MAX: "1", BATCH_MAX_RESPONSE_BYTES: "1000000" });
   client = grpcClient(server.target);
+  metricsPort = server.metricsPort;
   admin = await adminClient();
   await execute(client, { sql: "create table if not exists streamed_abandon_sink (n int)" });
 });
@@ -123,6 +126,33 @@ t("a session whose reader pauses mid-statement, then cancels, frees its connecti
   );
   const ms = await cancelOncePaused(call, () => paused, ended);
   assert.ok(ms < 1000, `the next call waited ${Math.round(ms)} ms for the one pooled connection`);
+});
+
+t("the connection an abandoned stream closed is replaced before the next caller asks", async () => {
+  const call = client.execute(
+    ExecuteRequest.fromPartial({ sql: `select ${WIDE} /* abandon-spare */ from generate_series(1, 5000)` }),
+  );
+  let firstRows = false;
+  call.on("data", () => {
+    firstRows = true;
+  });
+  const ended = new Promise<void>((resolve) => call.on("status", () => resolve()));
+  call.on("error", () => {});
+  await eventually(() => firstRows, 30_000, "the first rows");
+  const abandoned = await admin.query(
+    "select pid from pg_stat_activity where query like '%abandon-spare%' and pid <> pg_backend_pid()",
+  );
+  assert.equal(abandoned.rowCount, 1, "the streaming statement's backend");
+  call.cancel();
+  await ended;
+  // POOL_MAX is 1: the pool holds one idle connection again, a new one, with no call since.
+  await eventually(
+    async () => (await metric(metricsPort, 'querygate_pool_connections{state="idle"}')) === 1,
+    5000,
+    "an idle connection in the pool",
+  );
+  const gone = await admin.query("select 1 from pg_stat_activity where pid = $1", [abandoned.rows[0].pid]);
+  assert.equal(gone.rowCount, 0, "the abandoned statement's connection was closed, not reused");
 });
 
 t.run();
