@@ -47,7 +47,10 @@ export class Service {
     const logFile = join(options.logDir, `${options.label}-${name}.log`);
     const log = openSync(logFile, "w");
     const portVariable = name === "query-grpc" ? "GRPC_PORT" : "PORT";
-    const child = spawn(process.execPath, [...profile, script], {
+    // BENCH_QG_FLAGS: node flags for query-grpc alone, to measure a runtime setting (README).
+    const nodeFlags =
+      name === "query-grpc" && process.env.BENCH_QG_FLAGS ? process.env.BENCH_QG_FLAGS.split(" ") : [];
+    const child = spawn(process.execPath, [...nodeFlags, ...profile, script], {
       cwd: options.root,
       env: { ...process.env, ...env, [portVariable]: String(port), SHUTDOWN_GRACE_MS: "0" },
       stdio: ["ignore", log, log],
