@@ -3,10 +3,21 @@
 // after that its memory can no longer be trusted (later parses failed with
 // "memory access out of bounds", or spun forever). Here, such a failure costs
 // this thread, which parser.ts then replaces, never the server.
+import v8 from "node:v8";
 import { parentPort, workerData } from "node:worker_threads";
 import { QueryFailure } from "../errors.js";
 import type { StatementKind } from "../statement-kinds.js";
-import { classify, loadParser, ParserFault } from "./classify.js";
+import type { classify as Classify } from "./classify.js";
+
+// The parser runs on V8's baseline WebAssembly compiler alone. By default V8
+// also recompiles its hot functions with the optimizing one, and that tier-up
+// left query-grpc about 17 MiB larger for good (compiled code and compiler
+// memory), to make a parse about a fifth faster: most statements are answered
+// from parser.ts's cache and never parse. The flag is the process's, read when
+// a module compiles, so it is set before classify.js loads libpg-query (whose
+// import starts the compile); no other code in query-grpc runs WebAssembly.
+v8.setFlagsFromString("--liftoff-only");
+const { classify, loadParser, ParserFault } = await import("./classify.js");
 
 /** What the worker is started with (parser.ts). */
 export interface ParserWorkerData {
@@ -20,7 +31,7 @@ export interface ParseRequest {
 }
 
 export type ParseAnswer =
-  | { id: number; classification: ReturnType<typeof classify> }
+  | { id: number; classification: ReturnType<typeof Classify> }
   | { id: number; failure: { kind: QueryFailure["kind"]; message: string; pg: QueryFailure["pg"] } }
   | { id: number; fault: string };
 
