@@ -34,6 +34,13 @@ const WORKER_URL = new URL(
   `./parser-worker${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`,
   import.meta.url,
 );
+/**
+ * The worker's new objects (a parse tree and its JSON, per statement) die at
+ * once: a young generation of a few MiB holds them as well as V8's default
+ * for a whole server's, and keeps RSS that much lower. Old space is left
+ * unbounded, since a statement of many tokens has a large tree.
+ */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4 };
 /** A worker that cannot start is retried no sooner than this. */
 const RESPAWN_BACKOFF_MS = 1000;
 
@@ -145,13 +152,14 @@ export class SqlParser {
   private spawn(): Promise<Worker> {
     return new Promise((resolve, reject) => {
       const workerData: ParserWorkerData = { maxTokens: this.options.maxTokens };
+      const options = { workerData, resourceLimits: WORKER_LIMITS };
       const worker = WORKER_URL.pathname.endsWith(".ts")
         ? // Worker threads do not inherit tsx's loader from --import: register it first.
           new Worker(
             `import("tsx/esm/api").then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`,
-            { eval: true, workerData },
+            { eval: true, ...options },
           )
-        : new Worker(WORKER_URL, { workerData });
+        : new Worker(WORKER_URL, options);
       const failed = (error: unknown) => {
         this.lastSpawnFailure = Date.now();
         void worker.terminate();
