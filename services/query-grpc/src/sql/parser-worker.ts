@@ -7,11 +7,11 @@ import v8 from "node:v8";
 import { parentPort, workerData } from "node:worker_threads";
 import { QueryFailure } from "../errors.js";
 import type { StatementKind } from "../statement-kinds.js";
-import type { classify as Classify } from "./classify.js";
+import type { Classification } from "./classify.js";
 
 // The parser runs on V8's baseline WebAssembly compiler alone. By default V8
 // also recompiles its hot functions with the optimizing one, and that tier-up
-// left query-grpc about 17 MiB larger for good (compiled code and compiler
+// left a bare process about 17 MiB larger for good (compiled code and compiler
 // memory), to make a parse about a fifth faster: most statements are answered
 // from parser.ts's cache and never parse. The flag is the process's, read when
 // a module compiles, so it is set before classify.js loads libpg-query (whose
@@ -31,7 +31,7 @@ export interface ParseRequest {
 }
 
 export type ParseAnswer =
-  | { id: number; classification: ReturnType<typeof Classify> }
+  | { id: number; classification: Classification }
   | { id: number; failure: { kind: QueryFailure["kind"]; message: string; pg: QueryFailure["pg"] } }
   | { id: number; fault: string };
 
