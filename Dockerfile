@@ -1,5 +1,7 @@
 # querygate: one image for both services; the command picks which.
-#   query-grpc:  docker run IMAGE dist/services/query-grpc/src/main.js
+#   query-grpc:  docker run IMAGE --max-semi-space-size=8 --no-allocation-site-pretenuring \
+#                  dist/services/query-grpc/src/main.js
+#                (its node flags: services/query-grpc/src/node-flags.ts)
 #   http-bridge: docker run IMAGE            (the default CMD)
 # ENTRYPOINT is node itself (exec form, no npm, no shell), so SIGTERM reaches
 # the service, which drains and exits 0.

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.js";
 import { freePort } from "../scripts/embedded-postgres.js";
+import { QUERY_GRPC_NODE_FLAGS } from "../services/query-grpc/src/node-flags.js";
 
 export interface ServiceOptions {
   /** The checkout whose dist/ to run. */
@@ -47,9 +48,7 @@ export class Service {
     const logFile = join(options.logDir, `${options.label}-${name}.log`);
     const log = openSync(logFile, "w");
     const portVariable = name === "query-grpc" ? "GRPC_PORT" : "PORT";
-    // BENCH_QG_FLAGS: node flags for query-grpc alone, to measure a runtime setting (README).
-    const nodeFlags =
-      name === "query-grpc" && process.env.BENCH_QG_FLAGS ? process.env.BENCH_QG_FLAGS.split(" ") : [];
+    const nodeFlags = name === "query-grpc" ? queryGrpcFlags() : [];
     const child = spawn(process.execPath, [...nodeFlags, ...profile, script], {
       cwd: options.root,
       env: { ...process.env, ...env, [portVariable]: String(port), SHUTDOWN_GRACE_MS: "0" },
@@ -75,6 +74,16 @@ export class Service {
   async stop(): Promise<void> {
     await stopChild(this.child, this.exited, 10_000);
   }
+}
+
+/**
+ * query-grpc's production node flags, or BENCH_QG_FLAGS in their place (set,
+ * even to "", to measure another runtime setting; README).
+ */
+export function queryGrpcFlags(): string[] {
+  const override = process.env.BENCH_QG_FLAGS;
+  if (override === undefined) return [...QUERY_GRPC_NODE_FLAGS];
+  return override.split(" ").filter((flag) => flag !== "");
 }
 
 function grpcServing(port: number) {

@@ -37,6 +37,7 @@ import {
   PeakMemory,
   postgresCpu,
   processCpu,
+  queryGrpcFlags,
   Service,
 } from "./processes.js";
 import { formatProfile } from "./profile.js";
@@ -150,6 +151,7 @@ const results: Results = {
     "direct pg baseline reads text form (type parsers return the string as is, rowMode array), in pg-cursor batches of the same sizes as query-grpc (100, then 2000)",
     "gRPC client decodes every message and touches every value; NDJSON client reads every byte and counts lines without parsing them",
     `services run from dist/ as child processes with LOG_LEVEL=info (one log line per request, as in production); direct pg pool max ${POOL_MAX} = query-grpc's POOL_MAX`,
+    `query-grpc node flags: ${queryGrpcFlags().join(" ") || "(none)"}`,
   ],
   targets: [],
 };

@@ -360,7 +360,7 @@ async function waitForHealthz(url: string, child: ChildProcess, output: () => st
   }
 }
 
-/** The scripts the Kubernetes manifests start with the image (container args after ENTRYPOINT node). */
+/** The scripts the Kubernetes manifests start with the image (container args after ENTRYPOINT node and its flags). */
 function manifestEntryPoints(): string[] {
   const scripts: string[] = [];
   for (const file of ["query-grpc.yaml", "http-bridge.yaml"]) {
@@ -372,7 +372,11 @@ function manifestEntryPoints(): string[] {
       } | null;
       if (object?.kind !== "Deployment") continue;
       for (const c of object.spec?.template?.spec?.containers ?? [])
-        if (c.image?.startsWith("querygate") && c.args?.[0]) scripts.push(c.args[0]);
+        if (c.image?.startsWith("querygate")) {
+          // Node's flags come first; the script is the first argument that is not one.
+          const script = c.args?.find((arg) => !arg.startsWith("-"));
+          if (script) scripts.push(script);
+        }
     }
   }
   assert.is(scripts.length, 2, "both Deployments start a script from the image");

@@ -38,6 +38,7 @@ import {
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
+import { QUERY_GRPC_NODE_FLAGS } from "../services/query-grpc/src/node-flags.js";
 
 const t = suite("kustomize overlays");
 
@@ -595,6 +596,18 @@ it("the services use native gRPC and HTTP probes, PostgreSQL pg_isready", () => 
     const postgres = container(workload(objects, "postgres"));
     for (const probe of [postgres.readinessProbe, postgres.livenessProbe, postgres.startupProbe])
       assert.match(probe?.exec?.command?.join(" ") ?? "", /\bpg_isready\b/, `${name}: postgres probe`);
+  }
+});
+
+it("query-grpc starts node with the flags the bench measures it with, before its script", () => {
+  for (const [name, objects] of builds()) {
+    const grpc = container(workload(objects, "query-grpc"));
+    assert.equal(
+      grpc.args,
+      [...QUERY_GRPC_NODE_FLAGS, "dist/services/query-grpc/src/main.js"],
+      `${name}: query-grpc's container args are node-flags.ts's flags, then the script`,
+    );
+    assert.is(grpc.command, undefined, `${name}: query-grpc keeps the image's ENTRYPOINT (node)`);
   }
 });
 
