@@ -20,6 +20,7 @@ import type {
 import type { Logger } from "../../../shared/src/logger.js";
 import { consoleRoutes } from "../console/serve-console.js";
 import { arrowFormat } from "../encoders/arrow.js";
+import { BufferedRows, chunkedBody } from "../encoders/buffered-rows.js";
 import { csvFormat } from "../encoders/csv.js";
 import { type RowEncoder, rowEncoder } from "../encoders/json.js";
 import type { StreamedFormat } from "../encoders/streamed-format.js";
@@ -196,8 +197,7 @@ async function bufferedJson(
   );
   let columns: Column[] = [];
   let encoder = rowEncoder([]);
-  const rows: string[] = [];
-  let bytes = 0;
+  const rows = new BufferedRows();
   let footer: ResultFooter | undefined;
   try {
     for await (const message of call as AsyncIterable<ExecuteResponse>) {
@@ -205,13 +205,9 @@ async function bufferedJson(
         columns = message.header.columns;
         encoder = rowEncoder(columns);
       } else if (message.rows) {
-        for (const row of message.rows.rows) {
-          const json = encodeRow(encoder, rowMode, row);
-          bytes += json.length + 1;
-          rows.push(json);
-        }
+        for (const row of message.rows.rows) rows.add(encodeRow(encoder, rowMode, row));
         deps.metrics.rows.inc({ format: "json" }, message.rows.rows.length);
-        if (bytes > deps.maxJsonResponseBytes) {
+        if (rows.bytes > deps.maxJsonResponseBytes) {
           call.cancel();
           return sendError(
             c,
@@ -231,14 +227,17 @@ async function bufferedJson(
   }
   if (!footer)
     return sendError(c, requestError(502, "incomplete_result", "query-grpc ended the result early"));
-  const result = columns.length > 0 ? `[${rows.join(",")}]` : `"OK"`;
-  const body = `{"result":${result},"columns":${columnsJson(columns)},${footerFields(footer)}}`;
+  const result = columns.length > 0 ? rows.array() : `"OK"`;
+  const rest = `,"columns":${columnsJson(columns)},${footerFields(footer)}}`;
   const lsn = lsnOf(await trailer);
-  return c.body(body, 200, {
+  const responseHeaders = {
     ...headers,
     "content-type": "application/json",
     ...(lsn ? { [LSN_HEADER]: lsn } : {}),
-  });
+  };
+  if (typeof result === "string") return c.body(`{"result":${result}${rest}`, 200, responseHeaders);
+  const { body, length } = chunkedBody([Buffer.from(`{"result":`), ...result, Buffer.from(rest)]);
+  return c.body(body, 200, { ...responseHeaders, "content-length": String(length) });
 }
 
 /**
