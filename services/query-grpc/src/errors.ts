@@ -16,6 +16,8 @@ export type FailureKind =
   | "cancelled"
   | "overloaded"
   | "too_large"
+  /** The result passed the caller's max_result_bytes: stopped before it could commit. */
+  | "result_too_large"
   | "unavailable"
   | "commit_unknown"
   | "shutting_down"
@@ -157,6 +159,7 @@ const codeForKind: Record<Exclude<FailureKind, "sql">, status> = {
   cancelled: status.CANCELLED,
   overloaded: status.RESOURCE_EXHAUSTED,
   too_large: status.RESOURCE_EXHAUSTED,
+  result_too_large: status.RESOURCE_EXHAUSTED,
   unavailable: status.UNAVAILABLE,
   commit_unknown: status.UNAVAILABLE,
   shutting_down: status.UNAVAILABLE,

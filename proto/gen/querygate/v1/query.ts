@@ -162,6 +162,15 @@ export interface QueryOptions {
   readOnly: boolean;
   /** Free text that shows up as PostgreSQL's application_name and in logs. */
   applicationTag: string;
+  /**
+   * Fail the statement with RESOURCE_EXHAUSTED (kind "too_large") once its
+   * rows would pass this many bytes as JSON text, before anything commits:
+   * a write then rolls back. Each row is counted at the most its JSON object
+   * can take (column names, quotes, escapes, true/false, arrays), so a
+   * client that buffers the result as JSON under the same limit is never
+   * the first to find it too large. 0 = no limit.
+   */
+  maxResultBytes: string;
 }
 
 export interface ExecuteResponse {
@@ -703,7 +712,7 @@ export const Value: MessageFns<Value> = {
 };
 
 function createBaseQueryOptions(): QueryOptions {
-  return { maxRows: "0", timeoutMs: 0, readOnly: false, applicationTag: "" };
+  return { maxRows: "0", timeoutMs: 0, readOnly: false, applicationTag: "", maxResultBytes: "0" };
 }
 
 export const QueryOptions: MessageFns<QueryOptions> = {
@@ -719,6 +728,9 @@ export const QueryOptions: MessageFns<QueryOptions> = {
     }
     if (message.applicationTag !== "") {
       writer.uint32(34).string(message.applicationTag);
+    }
+    if (message.maxResultBytes !== "0") {
+      writer.uint32(40).uint64(message.maxResultBytes);
     }
     return writer;
   },
@@ -768,6 +780,14 @@ export const QueryOptions: MessageFns<QueryOptions> = {
             message.applicationTag = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxResultBytes = reader.uint64().toString();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -802,6 +822,11 @@ export const QueryOptions: MessageFns<QueryOptions> = {
         : isSet(object.application_tag)
         ? globalThis.String(object.application_tag)
         : "",
+      maxResultBytes: isSet(object.maxResultBytes)
+        ? globalThis.String(object.maxResultBytes)
+        : isSet(object.max_result_bytes)
+        ? globalThis.String(object.max_result_bytes)
+        : "0",
     };
   },
 
@@ -819,6 +844,9 @@ export const QueryOptions: MessageFns<QueryOptions> = {
     if (message.applicationTag !== "") {
       obj.applicationTag = message.applicationTag;
     }
+    if (message.maxResultBytes !== "0") {
+      obj.maxResultBytes = message.maxResultBytes;
+    }
     return obj;
   },
 
@@ -831,6 +859,7 @@ export const QueryOptions: MessageFns<QueryOptions> = {
     message.timeoutMs = object.timeoutMs ?? 0;
     message.readOnly = object.readOnly ?? false;
     message.applicationTag = object.applicationTag ?? "";
+    message.maxResultBytes = object.maxResultBytes ?? "0";
     return message;
   },
 };

@@ -38,6 +38,8 @@ export function toExecuteRequest(body: QueryBody): ExecuteRequest {
       timeoutMs: body.timeoutMs ?? 0,
       readOnly: body.readOnly ?? false,
       applicationTag: body.applicationTag ?? "",
+      // Set by buffered JSON (routes/app.ts): the streamed formats have no limit.
+      maxResultBytes: "0",
     },
   };
 }

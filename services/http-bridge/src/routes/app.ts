@@ -190,7 +190,13 @@ async function bufferedJson(
   metadata: Metadata,
   rowMode: RowMode,
 ) {
-  const { call, headers } = startCall(c, deps, request, metadata);
+  // query-grpc refuses a result over the limit before anything commits; the
+  // check below only backs it up (a query-grpc without max_result_bytes).
+  const limited = {
+    ...request,
+    options: { ...request.options!, maxResultBytes: String(deps.maxJsonResponseBytes) },
+  };
+  const { call, headers } = startCall(c, deps, limited, metadata);
   // The trailer (a write's commit position) arrives with the status, after the last message.
   const trailer = new Promise<Metadata | undefined>((resolve) =>
     call.once("status", (s: { metadata?: Metadata }) => resolve(s.metadata)),
@@ -209,21 +215,19 @@ async function bufferedJson(
         deps.metrics.rows.inc({ format: "json" }, message.rows.rows.length);
         if (rows.bytes > deps.maxJsonResponseBytes) {
           call.cancel();
-          return sendError(
-            c,
-            requestError(
-              413,
-              "result_too_large",
-              `result exceeds ${deps.maxJsonResponseBytes} bytes of buffered JSON; stream it with accept: ${NDJSON} or page with maxRows`,
-            ),
-          );
+          return sendError(c, tooLargeToBuffer(deps));
         }
       } else if (message.footer) {
         footer = message.footer;
       }
     }
   } catch (error) {
-    return sendError(c, fromGrpcError(error as ServiceError));
+    const failure = fromGrpcError(error as ServiceError);
+    if (failure.body.error.code !== "result_too_large") return sendError(c, failure);
+    // query-grpc's refusal, in the bridge's terms, keeping what query-grpc
+    // adds when a statement that cannot write had finished and committed first.
+    const committed = failure.body.error.message.match(/; the statement had already finished.*$/)?.[0] ?? "";
+    return sendError(c, tooLargeToBuffer(deps, committed));
   }
   if (!footer)
     return sendError(c, requestError(502, "incomplete_result", "query-grpc ended the result early"));
@@ -238,6 +242,15 @@ async function bufferedJson(
   if (typeof result === "string") return c.body(`{"result":${result}${rest}`, 200, responseHeaders);
   const { body, length } = chunkedBody([Buffer.from(`{"result":`), ...result, Buffer.from(rest)]);
   return c.body(body, 200, { ...responseHeaders, "content-length": String(length) });
+}
+
+/** The 413 for a result over MAX_JSON_RESPONSE_BYTES, saying what to do instead. */
+function tooLargeToBuffer(deps: BridgeDeps, suffix = "") {
+  return requestError(
+    413,
+    "result_too_large",
+    `result exceeds ${deps.maxJsonResponseBytes} bytes of buffered JSON; stream it with accept: ${NDJSON} or page with maxRows${suffix}`,
+  );
 }
 
 /**

@@ -178,4 +178,27 @@ t(
   },
 );
 
+t(
+  "a write whose RETURNING rows pass the buffered JSON limit is a 413 that committed nothing, whether one row or the 3,000th passes it",
+  async () => {
+    const { url: small } = await startStack({}, { MAX_JSON_RESPONSE_BYTES: "4096" });
+    await postQuery(small, { query: "create table over_limit (id serial primary key, v text)" });
+    // 40 rows are one batch, held back until COMMIT (the bridge's own check once
+    // answered 413 after it); 3,000 pass the limit mid-stream.
+    for (const rows of [40, 3000]) {
+      const insert = `insert into over_limit (v) select repeat('x', 100) from generate_series(1, ${rows}) returning v`;
+      const response = await postQuery(small, { query: insert });
+      assert.is(response.status, 413, response.text.slice(0, 300));
+      assert.is(response.body.error.code, "result_too_large");
+      assert.ok(response.body.error.message.includes("accept: application/x-ndjson"), response.text);
+      assert.is(response.headers.get("retry-after"), null);
+    }
+    const count = await postQuery(small, { query: "select count(*)::int as n from over_limit" });
+    assert.equal(count.body.result, [{ n: 0 }]);
+    const fits = await postQuery(small, { query: "insert into over_limit (v) values ('x') returning v" });
+    assert.is(fits.status, 200, fits.text);
+    await stillServing(small);
+  },
+);
+
 t.run();

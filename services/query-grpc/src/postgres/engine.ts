@@ -14,6 +14,7 @@ import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { Column, ResultFooter, Row } from "../../../../proto/gen/querygate/v1/query.js";
 import { asFailure, isServerError, QueryFailure } from "../errors.js";
+import { JsonBound } from "../results/json-bound.js";
 import { byteBounded, columnOf, footerOf, type RawRow, toRow } from "../results/rows.js";
 import type { Admission } from "./admission.js";
 import { cancelledInDatabase, stopStatement } from "./cancel.js";
@@ -43,6 +44,8 @@ export interface Statement {
   params: ParamValue[];
   /** 0 = no limit. */
   maxRows: number;
+  /** The most its rows may take as JSON text (results/json-bound.ts), checked before anything commits; 0 = no limit. */
+  maxResultBytes?: number;
   timeoutMs: number;
   /**
    * The signal given to run() already aborts once timeoutMs has passed
@@ -229,7 +232,15 @@ export class Transaction {
       if (!this.settings.readOnly) sink.mayCommit?.();
       const limit = statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
       const { exchange, index } = this.send([...before, statementStep(statement, limit)]);
-      const streamed = await this.stream(exchange, index, sink, limit, firstBatchRows, bounded.signal);
+      const streamed = await this.stream(
+        exchange,
+        index,
+        sink,
+        limit,
+        statement.maxResultBytes ?? 0,
+        firstBatchRows,
+        bounded.signal,
+      );
       if (idStep !== undefined) {
         const at = index - (before.length - idStep);
         this.transactionId = exchange.results[at]?.rows[0]?.[0] ?? undefined;
@@ -272,9 +283,12 @@ export class Transaction {
         `${failed.message}; its COMMIT had gone to the database with the statement and no answer came, so it may have committed; check before retrying`,
       );
     }
-    // A timeout or a cancel may have completed (gRPC's own rule); anything
-    // else would invite a retry, which must not run it again.
-    const kind = failed.kind === "timeout" || failed.kind === "cancelled" ? failed.kind : "commit_unknown";
+    // A timeout or a cancel may have completed (gRPC's own rule), and a result
+    // too large is not retried as it is; anything else would invite a retry,
+    // which must not run it again.
+    const kept =
+      failed.kind === "timeout" || failed.kind === "cancelled" || failed.kind === "result_too_large";
+    const kind = kept ? failed.kind : "commit_unknown";
     throw new QueryFailure(
       kind,
       `${failed.message}; the statement had already finished, and its transaction committed`,
@@ -358,7 +372,15 @@ export class Transaction {
     exchange.streamRows(index, this.streamBatch());
     this.client.query(exchange as unknown as pg.QueryConfig);
     this.sentEnd = { exchange, steps: ending };
-    const streamed = await this.stream(exchange, index, sink, limit, firstBatchRows, signal);
+    const streamed = await this.stream(
+      exchange,
+      index,
+      sink,
+      limit,
+      statement.maxResultBytes ?? 0,
+      firstBatchRows,
+      signal,
+    );
     return footerOf(streamed.commandTag, streamed.described, streamed.sent, streamed.truncated, started);
   }
 
@@ -375,6 +397,7 @@ export class Transaction {
     index: number,
     sink: StatementSink,
     limit: number,
+    maxBytes: number,
     firstBatchRows: number,
     signal: AbortSignal,
   ): Promise<{ described: boolean; sent: number; truncated: boolean; commandTag: string | undefined }> {
@@ -382,6 +405,13 @@ export class Transaction {
     const fields = await this.wait(exchange, exchange.fields(index), signal);
     const names = await untilAborted(this.columnNames(fields), signal);
     await untilAborted(sink.header(fields.map((f, i) => columnOf(f, names[i]))), signal);
+    const bound =
+      maxBytes > 0
+        ? new JsonBound(
+            fields.map((f) => f.name),
+            maxBytes,
+          )
+        : undefined;
     let sent = 0;
     let truncated = false;
     for (let want = firstBatchRows; ; want = this.options.batchRows) {
@@ -390,6 +420,13 @@ export class Transaction {
       if (rows.length > limit - sent) {
         rows = rows.slice(0, limit - sent);
         truncated = true;
+      }
+      // Before the rows go out: a write's COMMIT waits for its last rows to be delivered.
+      if (bound && !bound.add(rows)) {
+        throw new QueryFailure(
+          "result_too_large",
+          `result exceeds max_result_bytes (${maxBytes} bytes as JSON) within its first ${sent + rows.length} rows; stream it, or page it with max_rows`,
+        );
       }
       sent += rows.length;
       const lastRows = truncated || taken.ended;

@@ -186,6 +186,7 @@ function executeRequest(
 ): { settings: TransactionSettings; statement: Statement } {
   const options = request.options;
   const maxRows = Number(options?.maxRows ?? "0");
+  const maxResultBytes = Number(options?.maxResultBytes ?? "0");
   const timeoutMs = statementTimeoutMs(0, options, caller, limits, deadline);
   return {
     settings: {
@@ -199,6 +200,7 @@ function executeRequest(
       sql: request.sql,
       params: request.params.map(toParam),
       maxRows: Number.isSafeInteger(maxRows) && maxRows > 0 ? maxRows : 0,
+      maxResultBytes: Number.isFinite(maxResultBytes) && maxResultBytes > 0 ? maxResultBytes : 0,
       timeoutMs,
       // handleExecute's timer aborts the call's signal at timeoutMs.
       deadlineInSignal: true,
