@@ -159,6 +159,25 @@ const giveUps: Kind[] = [
 
 const mistakes: Kind[] = [
   overHttp("syntax error", 2, "mistake", () => ({ body: json({ query: "selec 1 from" }) })),
+  // RETURNING rows past the bridge's buffered JSON limit (SOAK_BRIDGE_ENV): a
+  // 413 that committed nothing, whether its one row is the whole result or
+  // the limit is passed mid-stream. The bridge's own check once answered 413
+  // after the COMMIT.
+  overHttp("insert returning one row over the JSON limit", 0.5, "mistake", (_, id) => ({
+    body: json({
+      query: `${INSERT} returning token, repeat('x', 1100000) as pad`,
+      params: [id, "over limit"],
+    }),
+    writes: true,
+  })),
+  overHttp("insert returning 3,000 rows over the JSON limit", 0.5, "mistake", (_, id) => ({
+    body: json({
+      query:
+        "insert into soak_writes (token, via) select case g when 1 then $1 else $1 || '-' || g end, 'over limit' from generate_series(1, 3000) g returning token, repeat('x', 400) as pad",
+      params: [id],
+    }),
+    writes: true,
+  })),
   overGrpc("syntax error", 1, "mistake", () => ({ request: { sql: "select from where" } })),
   overHttp("wrong param count", 1, "mistake", () => ({
     body: json({ query: "select $1::int", params: [1, 2] }),

@@ -17,6 +17,15 @@ export const SOAK_GRPC_ENV = {
   LOG_LEVEL: "warn",
 };
 
+/**
+ * The bridge's: buffered JSON holds at most 1 MiB, so writes whose RETURNING
+ * rows pass it are cheap enough to send often (the 10k-row result is 0.5 MiB).
+ */
+export const SOAK_BRIDGE_ENV = {
+  MAX_JSON_RESPONSE_BYTES: String(1024 * 1024),
+  LOG_LEVEL: "warn",
+};
+
 export interface Stack {
   db: EmbeddedDatabase;
   grpc: Service;
@@ -47,7 +56,7 @@ export async function startStack(root: string, workDir: string): Promise<Stack> 
     started.push(grpc);
     const bridge = await Service.start(
       "http-bridge",
-      { QUERY_GRPC_TARGET: `127.0.0.1:${grpc.port}`, LOG_LEVEL: "warn" },
+      { ...SOAK_BRIDGE_ENV, QUERY_GRPC_TARGET: `127.0.0.1:${grpc.port}` },
       options,
     );
     started.push(bridge);
