@@ -230,17 +230,9 @@ export class Transaction {
       }
       const { before, idStep } = this.setupSteps(statement);
       if (!this.settings.readOnly) sink.mayCommit?.();
-      const limit = statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
+      const limit = rowLimit(statement);
       const { exchange, index } = this.send([...before, statementStep(statement, limit)]);
-      const streamed = await this.stream(
-        exchange,
-        index,
-        sink,
-        limit,
-        statement.maxResultBytes ?? 0,
-        firstBatchRows,
-        bounded.signal,
-      );
+      const streamed = await this.stream(exchange, index, sink, statement, firstBatchRows, bounded.signal);
       if (idStep !== undefined) {
         const at = index - (before.length - idStep);
         this.transactionId = exchange.results[at]?.rows[0]?.[0] ?? undefined;
@@ -364,7 +356,7 @@ export class Transaction {
     started: number,
   ): Promise<ResultFooter> {
     const { before } = this.setupSteps(statement);
-    const limit = statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
+    const limit = rowLimit(statement);
     const ending = this.endSteps();
     if (!this.settings.readOnly) sink.mayCommit?.();
     const index = before.length;
@@ -372,22 +364,15 @@ export class Transaction {
     exchange.streamRows(index, this.streamBatch());
     this.client.query(exchange as unknown as pg.QueryConfig);
     this.sentEnd = { exchange, steps: ending };
-    const streamed = await this.stream(
-      exchange,
-      index,
-      sink,
-      limit,
-      statement.maxResultBytes ?? 0,
-      firstBatchRows,
-      signal,
-    );
+    const streamed = await this.stream(exchange, index, sink, statement, firstBatchRows, signal);
     return footerOf(streamed.commandTag, streamed.described, streamed.sent, streamed.truncated, started);
   }
 
   /**
    * Hands step `index`'s result to `sink` as PostgreSQL sends it: the header
    * once the result is described, then its rows a batch at a time (the first
-   * of `firstBatchRows`, so the first rows go out early), `limit` at most.
+   * of `firstBatchRows`, so the first rows go out early), its maxRows at most,
+   * and failing once they pass its maxResultBytes.
    * The step was sent streamed (streamBatch): while the caller is slower,
    * PostgreSQL is held back on its socket, so a result of any size or width
    * costs a few batches of memory.
@@ -396,8 +381,7 @@ export class Transaction {
     exchange: Exchange,
     index: number,
     sink: StatementSink,
-    limit: number,
-    maxBytes: number,
+    statement: Statement,
     firstBatchRows: number,
     signal: AbortSignal,
   ): Promise<{ described: boolean; sent: number; truncated: boolean; commandTag: string | undefined }> {
@@ -405,6 +389,8 @@ export class Transaction {
     const fields = await this.wait(exchange, exchange.fields(index), signal);
     const names = await untilAborted(this.columnNames(fields), signal);
     await untilAborted(sink.header(fields.map((f, i) => columnOf(f, names[i]))), signal);
+    const limit = rowLimit(statement);
+    const maxBytes = statement.maxResultBytes ?? 0;
     const bound =
       maxBytes > 0
         ? new JsonBound(
@@ -752,4 +738,9 @@ function statementStep(statement: Statement, limit: number): Step {
     rows: limit < MAX_EXECUTE_ROWS ? limit + 1 : 0,
     role: "statement",
   };
+}
+
+/** The most rows a statement's result may have: its maxRows, or no limit. */
+function rowLimit(statement: Statement): number {
+  return statement.maxRows > 0 ? statement.maxRows : Number.POSITIVE_INFINITY;
 }
