@@ -224,10 +224,9 @@ async function bufferedJson(
   } catch (error) {
     const failure = fromGrpcError(error as ServiceError);
     if (failure.body.error.code !== "result_too_large") return sendError(c, failure);
-    // query-grpc's refusal, in the bridge's terms, keeping what query-grpc
-    // adds when a statement that cannot write had finished and committed first.
-    const committed = failure.body.error.message.match(/; the statement had already finished.*$/)?.[0] ?? "";
-    return sendError(c, tooLargeToBuffer(deps, committed));
+    // query-grpc's refusal, in the bridge's terms; its own words (which say so
+    // when a statement that cannot write had finished and committed) as detail.
+    return sendError(c, tooLargeToBuffer(deps, failure.body.error.message));
   }
   if (!footer)
     return sendError(c, requestError(502, "incomplete_result", "query-grpc ended the result early"));
@@ -244,13 +243,15 @@ async function bufferedJson(
   return c.body(body, 200, { ...responseHeaders, "content-length": String(length) });
 }
 
-/** The 413 for a result over MAX_JSON_RESPONSE_BYTES, saying what to do instead. */
-function tooLargeToBuffer(deps: BridgeDeps, suffix = "") {
-  return requestError(
+/** The 413 for a result over MAX_JSON_RESPONSE_BYTES, saying what to do instead; `detail`: query-grpc's account. */
+function tooLargeToBuffer(deps: BridgeDeps, detail?: string) {
+  const error = requestError(
     413,
     "result_too_large",
-    `result exceeds ${deps.maxJsonResponseBytes} bytes of buffered JSON; stream it with accept: ${NDJSON} or page with maxRows${suffix}`,
+    `result exceeds ${deps.maxJsonResponseBytes} bytes of buffered JSON; stream it with accept: ${NDJSON} or page with maxRows`,
   );
+  if (detail) error.body.error.detail = detail;
+  return error;
 }
 
 /**

@@ -15,23 +15,20 @@ import type { RawRow } from "./rows.js";
 const ESCAPED = /["\\\u0000-\u001f]/;
 
 /** A string's bytes as a JSON string: UTF-8, its quotes and its escapes. */
-export function jsonStringBytes(text: string): number {
-  const { bytes, controls, quotes } = measure(text);
-  return bytes + 2 + 5 * controls + quotes;
+function jsonStringBytes(text: string): number {
+  return Buffer.byteLength(text, "utf8") + 2 + escapeBytes(text, true);
 }
 
-function measure(text: string): { bytes: number; controls: number; quotes: number } {
-  const bytes = Buffer.byteLength(text, "utf8");
-  let controls = 0;
-  let quotes = 0;
-  if (ESCAPED.test(text)) {
-    for (let i = 0; i < text.length; i++) {
-      const code = text.charCodeAt(i);
-      if (code < 0x20) controls++;
-      else if (code === 0x22 || code === 0x5c) quotes++;
-    }
+/** What escaping adds: 5 per control character (\u00XX), and 1 per quote or backslash if `quotes`. */
+function escapeBytes(text: string, quotes: boolean): number {
+  if (!ESCAPED.test(text)) return 0;
+  let extra = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20) extra += 5;
+    else if (quotes && (code === 0x22 || code === 0x5c)) extra += 1;
   }
-  return { bytes, controls, quotes };
+  return extra;
 }
 
 /** Counts rows against a limit; `add` is false once they passed it. */
@@ -65,8 +62,9 @@ export class JsonBound {
 
 function valueBound(value: string | null): number {
   if (value === null) return 5;
-  const { bytes, controls, quotes } = measure(value);
+  const bytes = Buffer.byteLength(value, "utf8");
   // An element of k bytes and its comma become at most k + 2 quotes + a comma (t, becomes true,).
-  const widest = value.charCodeAt(0) === 0x7b /* { */ ? 3 * bytes : bytes + quotes;
-  return Math.max(widest + 2 + 5 * controls, 5);
+  const isArray = value.charCodeAt(0) === 0x7b; /* { */
+  const widest = (isArray ? 3 * bytes : bytes) + 2 + escapeBytes(value, !isArray);
+  return Math.max(widest, 5);
 }
