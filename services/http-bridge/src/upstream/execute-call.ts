@@ -96,8 +96,12 @@ export class ExecuteCall extends Readable {
     private readonly frame: Buffer,
     private readonly headers: http2.OutgoingHttpHeaders,
   ) {
-    // grpc-js's ClientReadableStreamImpl buffers as many: 16 messages, each a batch bounded by bytes.
-    super({ objectMode: true, highWaterMark: 16 });
+    // Two decoded messages, then the HTTP/2 stream pauses and the rest waits
+    // as raw bytes within its flow-control window. Decoded rows weigh several
+    // times their bytes on the heap: at grpc-js's 16 (batches of 2,000 rows),
+    // twelve buffered JSON calls waiting on the budget ran a bridge with a
+    // 128 MiB heap out of memory; at two it peaked at 229 MiB RSS and stayed up.
+    super({ objectMode: true, highWaterMark: 2 });
     this.attempt();
   }
 
