@@ -11,6 +11,8 @@ const schema = z
     MAX_BODY_BYTES: env.int(1024 * 1024, 1024, 256 * 1024 * 1024),
     /** Largest buffered JSON response, in bytes; past it the caller is told to stream (NDJSON) or page. */
     MAX_JSON_RESPONSE_BYTES: env.int(64 * 1024 * 1024, 1024, 2 * 1024 * 1024 * 1024),
+    /** JSON that all buffered responses may hold together while they are assembled; past it they wait. */
+    MAX_BUFFERED_JSON_BYTES: env.int(128 * 1024 * 1024, 64 * 1024, 16 * 1024 * 1024 * 1024),
     /** Declares that query-grpc enforces credentials, so listening beyond loopback is safe. */
     UPSTREAM_AUTH: env.bool(false),
     /** Explicit opt-in to listen beyond loopback with no credentials anywhere. */

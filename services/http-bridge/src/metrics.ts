@@ -1,8 +1,8 @@
 // What the bridge reports to Prometheus on GET /metrics: HTTP requests by
 // route and status, their duration (to the last byte, streams included), and
-// rows encoded by response format.
+// rows encoded by response format, and the JSON buffered responses hold.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { createRegistry, LATENCY_BUCKETS } from "../../shared/src/metrics.js";
 
 const ROUTES = new Set(["/", "/query", "/healthz", "/readyz", "/metrics"]);
@@ -12,6 +12,7 @@ export class BridgeMetrics {
   readonly requests: Counter<"route" | "method" | "status">;
   readonly duration: Histogram<"route">;
   readonly rows: Counter<"format">;
+  readonly bufferedJsonWaits: Counter;
 
   constructor() {
     const registry = createRegistry("http-bridge");
@@ -34,6 +35,23 @@ export class BridgeMetrics {
       help: "Result rows encoded, by format (json, ndjson, csv or arrow).",
       labelNames: ["format"],
       registers: [registry],
+    });
+    this.bufferedJsonWaits = new Counter({
+      name: "querygate_http_buffered_json_waits_total",
+      help: "Times a buffered JSON response waited because the responses being assembled held MAX_BUFFERED_JSON_BYTES.",
+      registers: [registry],
+    });
+  }
+
+  /** Reports `held()`, the bytes buffered JSON responses hold now, on each scrape. */
+  bufferedJsonHeld(held: () => number): void {
+    new Gauge({
+      name: "querygate_http_buffered_json_bytes",
+      help: "JSON bytes held by buffered responses being assembled (results over 64 KiB).",
+      registers: [this.registry],
+      collect() {
+        this.set(held());
+      },
     });
   }
 

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Logger } from "../../shared/src/logger.js";
 import type { BridgeConfig } from "./config.js";
+import { BufferBudget } from "./encoders/buffer-budget.js";
 import { BridgeMetrics } from "./metrics.js";
 import { createApp } from "./routes/app.js";
 import { ExecuteClient } from "./upstream/execute-call.js";
@@ -29,6 +30,8 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
   const executeClient = new ExecuteClient(config.QUERY_GRPC_TARGET);
   let draining = false;
   const metrics = new BridgeMetrics();
+  const jsonBudget = new BufferBudget(config.MAX_BUFFERED_JSON_BYTES, () => metrics.bufferedJsonWaits.inc());
+  metrics.bufferedJsonHeld(() => jsonBudget.held);
   const app = createApp({
     upstream,
     executeClient,
@@ -36,6 +39,7 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
     metrics,
     maxBodyBytes: config.MAX_BODY_BYTES,
     maxJsonResponseBytes: config.MAX_JSON_RESPONSE_BYTES,
+    jsonBudget,
     ready: () => !draining,
   });
   const server = await new Promise<Server>((resolve) => {

@@ -20,6 +20,7 @@ import type {
 import type { Logger } from "../../../shared/src/logger.js";
 import { consoleRoutes } from "../console/serve-console.js";
 import { arrowFormat } from "../encoders/arrow.js";
+import { type BudgetHolder, type BufferBudget, SMALL_RESULT_BYTES } from "../encoders/buffer-budget.js";
 import { BufferedRows, chunkedBody } from "../encoders/buffered-rows.js";
 import { csvFormat } from "../encoders/csv.js";
 import { type RowEncoder, rowEncoder } from "../encoders/json.js";
@@ -46,6 +47,8 @@ export interface BridgeDeps {
   metrics: BridgeMetrics;
   maxBodyBytes: number;
   maxJsonResponseBytes: number;
+  /** What buffered JSON responses may hold together while they are assembled (MAX_BUFFERED_JSON_BYTES). */
+  jsonBudget: BufferBudget;
   /** False once shutdown began: /readyz fails so no new traffic is routed here. */
   ready: () => boolean;
 }
@@ -205,6 +208,9 @@ async function bufferedJson(
   let encoder = rowEncoder([]);
   const rows = new BufferedRows();
   let footer: ResultFooter | undefined;
+  // A result past SMALL_RESULT_BYTES counts against the bridge-wide budget,
+  // until it has been assembled and handed to the HTTP response.
+  let share: BudgetHolder | undefined;
   try {
     for await (const message of call as AsyncIterable<ExecuteResponse>) {
       if (message.header) {
@@ -217,6 +223,12 @@ async function bufferedJson(
           call.cancel();
           return sendError(c, tooLargeToBuffer(deps));
         }
+        if (rows.bytes > SMALL_RESULT_BYTES) {
+          share ??= deps.jsonBudget.holder(c.req.raw.signal);
+          // Not reading the call meanwhile: HTTP/2 flow control holds query-grpc back.
+          const wait = share.holding(rows.bytes);
+          if (wait) await wait;
+        }
       } else if (message.footer) {
         footer = message.footer;
       }
@@ -227,6 +239,8 @@ async function bufferedJson(
     // query-grpc's refusal, in the bridge's terms; its own words (which say so
     // when a statement that cannot write had finished and committed) as detail.
     return sendError(c, tooLargeToBuffer(deps, failure.body.error.message));
+  } finally {
+    share?.release();
   }
   if (!footer)
     return sendError(c, requestError(502, "incomplete_result", "query-grpc ended the result early"));

@@ -13,6 +13,7 @@ import { serve } from "@hono/node-server";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { atEnd, eventually, postQuery, silentLogger, startGrpc } from "../../../../test/helpers.js";
+import { BufferBudget } from "../encoders/buffer-budget.js";
 import { BridgeMetrics } from "../metrics.js";
 import { createApp } from "../routes/app.js";
 import { type ExecuteCall, ExecuteClient } from "./execute-call.js";
@@ -38,6 +39,7 @@ async function instrumentedBridge(target: string) {
     metrics: new BridgeMetrics(),
     maxBodyBytes: 1024 * 1024,
     maxJsonResponseBytes: 4096,
+    jsonBudget: new BufferBudget(1024 * 1024),
     ready: () => true,
   });
   let lastSignal: AbortSignal | undefined;

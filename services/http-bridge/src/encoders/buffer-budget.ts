@@ -1,0 +1,119 @@
+// How much JSON the whole bridge assembles at once. Each buffered response
+// is capped (MAX_JSON_RESPONSE_BYTES), but callers running such results side
+// by side would add up past the pod's memory: the kernel then kills the
+// bridge and every call in flight with it, writes mid-COMMIT included.
+//
+// A response over the budget waits instead of failing. Failing it would mean
+// cancelling a statement that may be committing, so the caller could not be
+// told whether it wrote. Waiting stops reading the call, and HTTP/2 flow
+// control slows query-grpc's cursor down, as a slow client does. The oldest
+// holder always goes on, so responses that each wait for more cannot block
+// one another: the bridge assembles at most the budget plus one response.
+//
+// A response gives its share back once it is assembled and handed to the
+// HTTP response, so a caller that reads slowly (or never) holds no share and
+// cannot stall anyone else's results. What small results hold (under
+// SMALL_RESULT_BYTES) is not counted: that costs nothing per lookup.
+
+/** What a response may hold before it counts against the budget: one BufferedRows chunk. */
+export const SMALL_RESULT_BYTES = 64 * 1024;
+
+export class BufferBudget {
+  private heldBytes = 0;
+  /** Every holder still holding or waiting, oldest first (a Set keeps insertion order). */
+  private readonly holders = new Set<BudgetHolder>();
+
+  constructor(
+    readonly limitBytes: number,
+    /** Called each time a response has to wait (a metric counts them). */
+    private readonly onWait: () => void = () => {},
+  ) {}
+
+  /** Bytes held by every response now. */
+  get held(): number {
+    return this.heldBytes;
+  }
+
+  /** A response's share, to grow as its rows arrive and to give back once it is sent. */
+  holder(signal: AbortSignal): BudgetHolder {
+    const holder = new BudgetHolder(this, signal);
+    this.holders.add(holder);
+    return holder;
+  }
+
+  /** True when `holder` may take `bytes` more now. */
+  fits(holder: BudgetHolder, bytes: number): boolean {
+    return this.heldBytes + bytes <= this.limitBytes || this.holders.values().next().value === holder;
+  }
+
+  add(bytes: number): void {
+    this.heldBytes += bytes;
+  }
+
+  countWait(): void {
+    this.onWait();
+  }
+
+  /** `holder` is done: its bytes go back, and the responses waiting get another look, oldest first. */
+  remove(holder: BudgetHolder, bytes: number): void {
+    if (!this.holders.delete(holder)) return;
+    this.heldBytes -= bytes;
+    for (const waiting of this.holders) waiting.retry();
+  }
+}
+
+export class BudgetHolder {
+  private bytes = 0;
+  private pending: { bytes: number; resolve: () => void } | undefined;
+
+  constructor(
+    private readonly budget: BufferBudget,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  /**
+   * The response now holds `total` bytes. Undefined when the growth fits at
+   * once (no promise made); otherwise a promise that settles once it does,
+   * or once the caller has gone (the abort then ends the call anyway).
+   */
+  holding(total: number): Promise<void> | undefined {
+    const bytes = total - this.bytes;
+    if (bytes <= 0 || this.budget.fits(this, bytes)) {
+      this.take(bytes);
+      return undefined;
+    }
+    this.budget.countWait();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.signal.removeEventListener("abort", done);
+        this.pending = undefined;
+        resolve();
+      };
+      if (this.signal.aborted) return done();
+      this.signal.addEventListener("abort", done);
+      this.pending = { bytes, resolve: done };
+    });
+  }
+
+  /** Called by the budget when bytes were given back: a waiting grow takes its bytes if they fit now. */
+  retry(): void {
+    const pending = this.pending;
+    if (!pending || !this.budget.fits(this, pending.bytes)) return;
+    this.take(pending.bytes);
+    pending.resolve();
+  }
+
+  /** Gives every byte back; safe to call more than once. */
+  release(): void {
+    const pending = this.pending;
+    this.pending = undefined;
+    this.budget.remove(this, this.bytes);
+    this.bytes = 0;
+    pending?.resolve();
+  }
+
+  private take(bytes: number): void {
+    this.bytes += bytes;
+    this.budget.add(bytes);
+  }
+}
