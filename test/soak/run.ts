@@ -23,7 +23,7 @@ import { runLoad, Tally } from "./load.js";
 import { chooser, seeded, type WriteOutcome } from "./mix.js";
 import { kindTable, sampleTable, sparklines, summary, writeSvg } from "./report.js";
 import { Sampler, ZOMBIE_GRACE_MS } from "./sampler.js";
-import { alive, postmasterPid, startStack } from "./stack.js";
+import { alive, metricValue, postmasterPid, startStack } from "./stack.js";
 import { type Ledger, verdict } from "./verdict.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -103,8 +103,20 @@ try {
   await sampler.watchZombies();
   const ledger = await checkWrites(admin, writes);
   const deadAtEnd = sampler.dead();
+  const bridgeMetrics = `http://127.0.0.1:${stack.bridge.port}/metrics`;
+  const bufferedJson = {
+    heldBytes: await metricValue(bridgeMetrics, "querygate_http_buffered_json_bytes"),
+    waits: await metricValue(bridgeMetrics, "querygate_http_buffered_json_waits_total"),
+  };
 
-  const checks = verdict({ samples: sampler.samples, tally, zombies: sampler.zombies, ledger, deadAtEnd });
+  const checks = verdict({
+    samples: sampler.samples,
+    tally,
+    zombies: sampler.zombies,
+    ledger,
+    deadAtEnd,
+    bufferedJson,
+  });
   const svg = join(workDir, "memory.svg");
   writeSvg(svg, sampler.samples, `soak ${new Date().toISOString().slice(0, 16)}`);
   console.log(

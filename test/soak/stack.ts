@@ -20,9 +20,12 @@ export const SOAK_GRPC_ENV = {
 /**
  * The bridge's: buffered JSON holds at most 1 MiB, so writes whose RETURNING
  * rows pass it are cheap enough to send often (the 10k-row result is 0.5 MiB).
+ * All buffered results together get 1 MiB too, so they wait on one another
+ * often, writes among them.
  */
 export const SOAK_BRIDGE_ENV = {
   MAX_JSON_RESPONSE_BYTES: String(1024 * 1024),
+  MAX_BUFFERED_JSON_BYTES: String(1024 * 1024),
   LOG_LEVEL: "warn",
 };
 
@@ -105,6 +108,17 @@ export function postgresMb(postmaster: number): number {
   let kb = 0;
   for (const { pid } of processTree(postmaster)) kb += statusKb(pid, "RssAnon");
   return kb / 1024;
+}
+
+/** A metric without labels besides `service` from a service's /metrics, or NaN. */
+export async function metricValue(metricsUrl: string, name: string): Promise<number> {
+  try {
+    const text = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(1000) })).text();
+    const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.e+]+)$`, "m").exec(text);
+    return match ? Number(match[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /** V8's used heap in MiB from a service's /metrics (prom-client's default metrics), or NaN. */

@@ -253,12 +253,29 @@ function otherCheck(tally: Tally): Check {
     : { name: "other", ok: true, warn: true, line: `valid requests not answered 2xx — ${parts.join("; ")}` };
 }
 
+/** The bridge's buffered JSON budget once the load is over: every share given back. */
+export interface BufferedJson {
+  heldBytes: number;
+  waits: number;
+}
+
+function bufferedJsonCheck(buffered: BufferedJson): Check {
+  const ok = buffered.heldBytes === 0 && buffered.waits > 0;
+  const line = ok
+    ? `results waited for the budget ${fmt(buffered.waits)}×, and every share was given back`
+    : buffered.waits > 0
+      ? `${fmt(buffered.heldBytes)} bytes still held after the load (a share never given back; NaN: no metric)`
+      : "no result ever waited for the budget: the soak did not reach it";
+  return { name: "budget", ok, line };
+}
+
 export function verdict(input: {
   samples: Sample[];
   tally: Tally;
   zombies: Map<string, Zombie>;
   ledger: Ledger;
   deadAtEnd: ProcessName[];
+  bufferedJson: BufferedJson;
 }): Check[] {
   return [
     memoryCheck(input.samples),
@@ -271,5 +288,6 @@ export function verdict(input: {
     hungCheck(input.tally),
     canaryCheck(input.samples),
     otherCheck(input.tally),
+    bufferedJsonCheck(input.bufferedJson),
   ];
 }
