@@ -49,12 +49,21 @@ function open(headers: http2.OutgoingHttpHeaders = {}) {
   return { session, stream, answer };
 }
 
+/**
+ * Nothing of the abuse left running, and the pool's one connection serves the
+ * next call. The bound only tells "served" from "waiting for a statement
+ * timeout or a leaked connection" (30 s and more): it is not a speed target.
+ */
 async function healthy(tag: string) {
   await eventually(async () => (await runningStatements(admin, `%${tag}%`)) === 0, 3000, `no ${tag} running`);
-  const started = performance.now();
-  const next = await execute(client, { sql: "select 1" });
+  let hung: NodeJS.Timeout | undefined;
+  const next = await Promise.race([
+    execute(client, { sql: "select 1" }),
+    new Promise<never>((_, reject) => {
+      hung = setTimeout(() => reject(new Error("the next call was not served within 10 s")), 10_000);
+    }),
+  ]).finally(() => clearTimeout(hung));
   assert.equal(next.rows, [["1"]]);
-  assert.ok(performance.now() - started < 500, "the next call is served at once");
 }
 
 t("a reset between result messages stops the statement", async () => {
