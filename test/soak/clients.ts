@@ -63,6 +63,11 @@ export interface PostOptions {
   giveUpAfterMs?: number;
   /** Close the connection as soon as the first bytes of the body arrive. */
   giveUpOnFirstChunk?: boolean;
+  /**
+   * Read the first bytes of the body, then nothing for this many ms, then the
+   * rest (kept nowhere): an answer the bridge cut meanwhile ends as gave-up.
+   */
+  stopReadingForMs?: number;
   noAnswerMs?: number;
   /** Another route than POST /query (the registry's DELETE /queries/{id}). */
   method?: string;
@@ -93,14 +98,27 @@ export function post(bridge: Bridge, body: string | Buffer, options: PostOptions
       },
       (res) => {
         const chunks: Buffer[] = [];
+        let stopped = false;
         res.on("data", (chunk: Buffer) => {
           if (options.giveUpOnFirstChunk) {
             settle({ kind: "gave-up" });
             req.destroy();
             return;
           }
-          chunks.push(chunk);
+          if (options.stopReadingForMs === undefined) {
+            chunks.push(chunk);
+          } else if (!stopped) {
+            stopped = true;
+            res.pause();
+            setTimeout(() => res.resume(), options.stopReadingForMs);
+          }
         });
+        // Cut before its end: what the bridge does to a caller that stopped reading.
+        const cut = () => {
+          if (options.stopReadingForMs !== undefined && !res.complete) settle({ kind: "gave-up" });
+        };
+        res.on("error", cut);
+        res.on("close", cut);
         res.on("end", () =>
           settle({
             kind: "http",

@@ -21,6 +21,8 @@ export const TEN_K = "select g, md5(g::text) as h from generate_series(1, 10000)
 export const ENDLESS = "select g, repeat('x', 200) as pad from (select generate_series(1, 5000000) as g) s";
 /** Outlives every give-up; STATEMENT_TIMEOUT_MS (6 s) ends it if querygate does not. */
 export const SLEEP = "select pg_sleep(10)";
+/** The kind whose caller stops reading its NDJSON answer mid-stream. */
+export const STOPS_READING = "stops reading mid-stream";
 export const INSERT = "insert into soak_writes (token, via) values ($1, $2)";
 const NDJSON = { accept: "application/x-ndjson" };
 
@@ -150,6 +152,18 @@ const giveUps: Kind[] = [
     body: json({ query: ENDLESS }),
     headers: NDJSON,
     giveUpOnFirstChunk: true,
+  })),
+  // The bridge cuts it after SEND_TIMEOUT_MS (SOAK_BRIDGE_ENV); the verdict
+  // counts the cuts, and the zombie check sees its statement stop. Under the
+  // soak's load one stream took 7 s to fill the kernel's buffers (5 MB at
+  // 0.7 MB/s): hence wide rows, a 20 s pause and a statement timeout past it.
+  overHttp(STOPS_READING, 0.15, "give-up", () => ({
+    body: json({
+      query: "select g, repeat('x', 20000) as pad from generate_series(1, 1000000) g",
+      timeoutMs: 28_000,
+    }),
+    headers: NDJSON,
+    stopReadingForMs: 20_000,
   })),
   overGrpc("cancel mid-stream", 1, "give-up", () => ({
     request: { sql: ENDLESS },

@@ -120,6 +120,7 @@ export interface HttpRequest {
   headers?: Record<string, string>;
   giveUpAfterMs?: number;
   giveUpOnFirstChunk?: boolean;
+  stopReadingForMs?: number;
   /** Checks a 200's body; answers what is wrong with it. */
   check?: (body: string) => string | undefined;
   /** Checks the whole ending (headers, trailers); answers what is wrong with it. */

@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { bridgeClient, grpcClient } from "./clients.js";
-import { ITEMS, KINDS } from "./kinds.js";
+import { ITEMS, KINDS, STOPS_READING } from "./kinds.js";
 import { FEATURE_KINDS, KEYED_TABLE } from "./kinds-features.js";
 import { runLoad, Tally } from "./load.js";
 import { chooser, seeded, type WriteOutcome } from "./mix.js";
@@ -108,6 +108,11 @@ try {
     heldBytes: await metricValue(bridgeMetrics, "querygate_http_buffered_json_bytes"),
     waits: await metricValue(bridgeMetrics, "querygate_http_buffered_json_waits_total"),
   };
+  const stopped = tally.byKind.get(`http ${STOPS_READING}`);
+  const sendTimeouts = {
+    cuts: await metricValue(bridgeMetrics, "querygate_http_send_timeouts_total"),
+    nonReaders: stopped ? [...stopped.labels.values()].reduce((a, b) => a + b, 0) : 0,
+  };
 
   const checks = verdict({
     samples: sampler.samples,
@@ -116,6 +121,7 @@ try {
     ledger,
     deadAtEnd,
     bufferedJson,
+    sendTimeouts,
   });
   const svg = join(workDir, "memory.svg");
   writeSvg(svg, sampler.samples, `soak ${new Date().toISOString().slice(0, 16)}`);

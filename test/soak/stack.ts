@@ -21,11 +21,12 @@ export const SOAK_GRPC_ENV = {
  * The bridge's: buffered JSON holds at most 1 MiB, so writes whose RETURNING
  * rows pass it are cheap enough to send often (the 10k-row result is 0.5 MiB).
  * All buffered results together get 1 MiB too, so they wait on one another
- * often, writes among them.
+ * often, writes among them. A caller that stops reading is cut after 1.5 s.
  */
 export const SOAK_BRIDGE_ENV = {
   MAX_JSON_RESPONSE_BYTES: String(1024 * 1024),
   MAX_BUFFERED_JSON_BYTES: String(1024 * 1024),
+  SEND_TIMEOUT_MS: "1500",
   LOG_LEVEL: "warn",
 };
 

@@ -269,6 +269,22 @@ function bufferedJsonCheck(buffered: BufferedJson): Check {
   return { name: "budget", ok, line };
 }
 
+/** Responses the bridge cut for not being read, and the requests that stopped reading. */
+export interface SendTimeouts {
+  cuts: number;
+  nonReaders: number;
+}
+
+function sendTimeoutCheck({ cuts, nonReaders }: SendTimeouts): Check {
+  const ok = nonReaders > 0 && cuts === nonReaders;
+  const line = ok
+    ? `the bridge cut each of the ${fmt(nonReaders)} callers that stopped reading, and no other`
+    : nonReaders === 0
+      ? "no caller stopped reading: the soak did not try it"
+      : `${fmt(cuts)} responses cut for ${fmt(nonReaders)} callers that stopped reading (NaN: no metric)`;
+  return { name: "unread", ok, line };
+}
+
 export function verdict(input: {
   samples: Sample[];
   tally: Tally;
@@ -276,6 +292,7 @@ export function verdict(input: {
   ledger: Ledger;
   deadAtEnd: ProcessName[];
   bufferedJson: BufferedJson;
+  sendTimeouts: SendTimeouts;
 }): Check[] {
   return [
     memoryCheck(input.samples),
@@ -289,5 +306,6 @@ export function verdict(input: {
     canaryCheck(input.samples),
     otherCheck(input.tally),
     bufferedJsonCheck(input.bufferedJson),
+    sendTimeoutCheck(input.sendTimeouts),
   ];
 }

@@ -18,6 +18,8 @@ const schema = z
     /** Explicit opt-in to listen beyond loopback with no credentials anywhere. */
     ALLOW_UNAUTHENTICATED: env.bool(false),
     SHUTDOWN_GRACE_MS: env.int(20_000, 0, 3_600_000),
+    /** A response whose caller takes none of its waiting bytes for this long is cut; 0: never. */
+    SEND_TIMEOUT_MS: env.int(60_000, 0, 3_600_000),
     LOG_LEVEL: env.logLevel().default("info"),
   })
   .refine((c) => isLoopback(c.HOST) || c.UPSTREAM_AUTH || c.ALLOW_UNAUTHENTICATED, {

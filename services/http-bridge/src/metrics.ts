@@ -13,6 +13,7 @@ export class BridgeMetrics {
   readonly duration: Histogram<"route">;
   readonly rows: Counter<"format">;
   readonly bufferedJsonWaits: Counter;
+  readonly sendTimeouts: Counter;
 
   constructor() {
     const registry = createRegistry("http-bridge");
@@ -39,6 +40,11 @@ export class BridgeMetrics {
     this.bufferedJsonWaits = new Counter({
       name: "querygate_http_buffered_json_waits_total",
       help: "Times a buffered JSON response waited because the responses being assembled held MAX_BUFFERED_JSON_BYTES.",
+      registers: [registry],
+    });
+    this.sendTimeouts = new Counter({
+      name: "querygate_http_send_timeouts_total",
+      help: "Responses cut because their caller took none of their waiting bytes for SEND_TIMEOUT_MS.",
       registers: [registry],
     });
   }

@@ -7,6 +7,7 @@ import type { BridgeConfig } from "./config.js";
 import { BufferBudget } from "./encoders/buffer-budget.js";
 import { BridgeMetrics } from "./metrics.js";
 import { createApp } from "./routes/app.js";
+import { SendTimeout } from "./send-timeout.js";
 import { ExecuteClient } from "./upstream/execute-call.js";
 import { createUpstream } from "./upstream/grpc-client.js";
 
@@ -48,11 +49,19 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
     );
   });
   const unanswered = new Set<ServerResponse>();
+  const sendTimeout = new SendTimeout(config.SEND_TIMEOUT_MS, (res) => {
+    metrics.sendTimeouts.inc();
+    logger.warn(
+      { method: res.req.method, url: res.req.url, sendTimeoutMs: config.SEND_TIMEOUT_MS },
+      "caller stopped reading its response: cut",
+    );
+  });
   // Ahead of Hono's listener, which may write a response before returning.
   server.prependListener("request", (req: IncomingMessage, res: ServerResponse) => {
     metrics.observe(req, res);
     if (draining) res.setHeader("connection", "close");
     unanswered.add(res);
+    sendTimeout.watch(res);
     res.on("close", () => {
       unanswered.delete(res);
       // A stream whose headers went out before draining began left its connection open: close it now it is idle.
@@ -84,6 +93,7 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
       if (unanswered.size > 0) logger.warn({ cut: unanswered.size }, "grace period over: cutting responses");
       server.closeAllConnections();
       await closed;
+      sendTimeout.close();
       upstream.close();
       executeClient.close();
       logger.info("http-bridge stopped");

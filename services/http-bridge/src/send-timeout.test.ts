@@ -1,0 +1,113 @@
+// A caller that stops reading its answer is cut after SEND_TIMEOUT_MS without
+// progress; one that reads slowly, or waits long for its first byte, is not.
+// These run the whole stack with an 800 ms send timeout, over raw sockets so
+// that "not reading" means the kernel buffers fill and stay full.
+import { connect, type Socket } from "node:net";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { adminClient, eventually, postQuery, runningStatements, startStack } from "../../../test/helpers.js";
+
+const t = suite("send timeout");
+
+const SEND_TIMEOUT_MS = 800;
+let url: string;
+let port: number;
+let admin: Awaited<ReturnType<typeof adminClient>>;
+
+t.before(async () => {
+  const stack = await startStack({}, { SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS) });
+  url = stack.url;
+  port = stack.bridge.port;
+  admin = await adminClient();
+});
+
+async function cuts(): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("querygate_http_send_timeouts_total"));
+  if (!line) throw new Error("no querygate_http_send_timeouts_total in the bridge's /metrics");
+  return Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+/** About 30 MB of JSON, far past what the kernel's socket buffers take. */
+const BIG = (tag: string) => `select g, repeat('x', 1000) as v /* ${tag} */ from generate_series(1, 30000) g`;
+
+/**
+ * POST /query on a raw socket, paused: nothing is read until `resume`
+ * (flowing), or until the test calls read() (not flowing).
+ */
+function request(
+  sql: string,
+  { accept = "application/json", flowing = true } = {},
+): { socket: Socket; received: () => Buffer } {
+  const body = JSON.stringify({ query: sql });
+  const socket = connect(port, "127.0.0.1");
+  socket.pause();
+  socket.write(
+    `POST /query HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: ${accept}\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  const chunks: Buffer[] = [];
+  if (flowing) socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+  socket.on("error", () => {});
+  return { socket, received: () => Buffer.concat(chunks) };
+}
+
+function closed(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    if (socket.closed) resolve();
+    else socket.once("close", () => resolve());
+  });
+}
+
+t("a caller who stops reading is cut, its statement stopped, and the next caller is served", async () => {
+  const before = await cuts();
+  const json = request(BIG("never-read-json"));
+  const ndjson = request(BIG("never-read-ndjson"), { accept: "application/x-ndjson" });
+  await eventually(async () => (await cuts()) >= before + 2, 15_000, "both responses to be cut");
+  // The streamed one held a statement in PostgreSQL while its caller did not read.
+  await eventually(
+    async () => (await runningStatements(admin, "%never-read-ndjson%")) === 0,
+    5000,
+    "the abandoned NDJSON statement to stop",
+  );
+  for (const { socket, received } of [json, ndjson]) {
+    socket.resume();
+    await closed(socket);
+    const text = received().toString("latin1");
+    assert.match(text, /^HTTP\/1\.1 200/);
+    assert.ok(text.length < 30_000_000, `only part of the answer arrived (${text.length} bytes)`);
+  }
+  const next = await postQuery(url, { query: "select 1 as n" });
+  assert.is(next.status, 200);
+  assert.equal(next.body.result, [{ n: 1 }]);
+});
+
+t("a caller who reads slowly, its buffers never empty, gets it all", async () => {
+  const before = await cuts();
+  const { socket } = request(BIG("slow-reader"), { flowing: false });
+  // 64 KiB every 5 ms, about 12 MB/s: the kernel's buffers (a few MB) stay
+  // full, so bytes wait in the bridge for seconds on end, yet some go out
+  // within every SEND_TIMEOUT_MS.
+  const chunks: Buffer[] = [];
+  const reading = setInterval(() => {
+    const chunk = (socket.read(65536) ?? socket.read()) as Buffer | null;
+    if (chunk) chunks.push(chunk);
+  }, 5);
+  await closed(socket);
+  clearInterval(reading);
+  const text = Buffer.concat(chunks).toString("latin1");
+  const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4));
+  assert.is(body.result.length, 30_000);
+  assert.is(body.result[29_999].g, 30_000);
+  assert.is(await cuts(), before);
+});
+
+t("a statement that runs longer than the timeout before its first byte is not cut", async () => {
+  const before = await cuts();
+  const answer = await postQuery(url, { query: "select 'late' as v from pg_sleep(1.5)" });
+  assert.is(answer.status, 200);
+  assert.equal(answer.body.result, [{ v: "late" }]);
+  assert.is(await cuts(), before);
+});
+
+t.run();
