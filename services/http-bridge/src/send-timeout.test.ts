@@ -10,23 +10,30 @@ import { adminClient, eventually, postQuery, runningStatements, startStack } fro
 const t = suite("send timeout");
 
 const SEND_TIMEOUT_MS = 800;
+/** Room for one of the 30 MB answers below, not for two. */
+const BUDGET = 40 * 1024 * 1024;
 let url: string;
 let port: number;
 let admin: Awaited<ReturnType<typeof adminClient>>;
 
 t.before(async () => {
-  const stack = await startStack({}, { SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS) });
+  const stack = await startStack(
+    {},
+    { SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS), MAX_BUFFERED_JSON_BYTES: String(BUDGET) },
+  );
   url = stack.url;
   port = stack.bridge.port;
   admin = await adminClient();
 });
 
-async function cuts(): Promise<number> {
+async function metric(name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith("querygate_http_send_timeouts_total"));
-  if (!line) throw new Error("no querygate_http_send_timeouts_total in the bridge's /metrics");
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  if (!line) throw new Error(`no ${name} in the bridge's /metrics`);
   return Number(line.slice(line.lastIndexOf(" ") + 1));
 }
+
+const cuts = () => metric("querygate_http_send_timeouts_total");
 
 /** About 30 MB of JSON, far past what the kernel's socket buffers take. */
 const BIG = (tag: string) => `select g, repeat('x', 1000) as v /* ${tag} */ from generate_series(1, 30000) g`;
@@ -101,6 +108,31 @@ t("a caller who reads slowly, its buffers never empty, gets it all", async () =>
   assert.is(body.result[29_999].g, 30_000);
   assert.is(await cuts(), before);
 });
+
+t(
+  "a caller who stops reading keeps the budget its unsent JSON holds until it is cut; the answer behind it waits, then arrives whole",
+  async () => {
+    const waitsBefore = await metric("querygate_http_buffered_json_waits_total");
+    const cutsBefore = await cuts();
+    const unread = request(BIG("unread-budget"), { flowing: false });
+    // Its first bytes: the body was assembled and handed to the socket.
+    await new Promise((resolve) => unread.socket.once("readable", resolve));
+    const behind = await postQuery(url, { query: BIG("behind") });
+    assert.is(behind.status, 200);
+    assert.is(behind.body.result.length, 30_000);
+    assert.ok(
+      (await metric("querygate_http_buffered_json_waits_total")) > waitsBefore,
+      "the answer behind must have waited for the share of the one not read",
+    );
+    assert.ok((await cuts()) > cutsBefore, "it went on once the caller that stopped reading was cut");
+    unread.socket.destroy();
+    await eventually(
+      async () => (await metric("querygate_http_buffered_json_bytes")) === 0,
+      5000,
+      "the budget to be given back",
+    );
+  },
+);
 
 t("a statement that runs longer than the timeout before its first byte is not cut", async () => {
   const before = await cuts();

@@ -18,6 +18,28 @@ t("growth that fits is granted at once, without a promise", () => {
   assert.is(budget.held, 0);
 });
 
+t(
+  "a response being sent gives its bytes back as they go, never takes more, and lets a waiting one on",
+  async () => {
+    const budget = new BufferBudget(1000);
+    const sending = budget.holder(live());
+    const waiting = budget.holder(live());
+    sending.holding(900);
+    const wait = waiting.holding(400);
+    assert.ok(wait, "900 + 400 is past the budget");
+    sending.sending(2000);
+    assert.is(budget.held, 900, "a body larger than its count takes nothing more");
+    sending.sending(700);
+    assert.is(budget.held, 700, "700 + 400 is still past the budget: the waiting one still waits");
+    sending.sending(500);
+    await wait;
+    assert.is(budget.held, 900, "500 left to send, and the 400 granted");
+    sending.release();
+    waiting.release();
+    assert.is(budget.held, 0);
+  },
+);
+
 t("a younger response past the budget waits until an older one gives its bytes back", async () => {
   let waits = 0;
   const budget = new BufferBudget(1000, () => {

@@ -10,10 +10,12 @@
 // holder always goes on, so responses that each wait for more cannot block
 // one another: the bridge assembles at most the budget plus one response.
 //
-// A response gives its share back once it is assembled and handed to the
-// HTTP response, so a caller that reads slowly (or never) holds no share and
-// cannot stall anyone else's results. What small results hold (under
-// SMALL_RESULT_BYTES) is not counted: that costs nothing per lookup.
+// A response holds its share until its last byte has gone to the socket,
+// less what it has sent so far: the budget is what the bridge holds, and a
+// caller that stops reading cannot pile unsent bodies up past it. Such a
+// caller makes others wait at worst until SEND_TIMEOUT_MS cuts it. What
+// small results hold (under SMALL_RESULT_BYTES) is not counted: that costs
+// nothing per lookup.
 
 /** What a response may hold before it counts against the budget: one BufferedRows chunk. */
 export const SMALL_RESULT_BYTES = 64 * 1024;
@@ -34,7 +36,7 @@ export class BufferBudget {
     return this.heldBytes;
   }
 
-  /** A response's share, to grow as its rows arrive and to give back once it is sent. */
+  /** A response's share, to grow as its rows arrive, shrink as it is sent, and give back at the end. */
   holder(signal: AbortSignal): BudgetHolder {
     const holder = new BudgetHolder(this, signal);
     this.holders.add(holder);
@@ -58,6 +60,11 @@ export class BufferBudget {
   remove(holder: BudgetHolder, bytes: number): void {
     if (!this.holders.delete(holder)) return;
     this.heldBytes -= bytes;
+    this.retryWaiting();
+  }
+
+  /** Bytes came back (a response done, or sending): the responses waiting get another look, oldest first. */
+  retryWaiting(): void {
     for (const waiting of this.holders) waiting.retry();
   }
 }
@@ -101,6 +108,18 @@ export class BudgetHolder {
     if (!pending || !this.budget.fits(this, pending.bytes)) return;
     this.take(pending.bytes);
     pending.resolve();
+  }
+
+  /**
+   * Sending: `left` bytes of the response are still held. Never grows the
+   * share (the body's bytes can outnumber the characters counted while it
+   * was assembled); what it gives back may let a waiting response go on.
+   */
+  sending(left: number): void {
+    const bytes = Math.min(left, this.bytes) - this.bytes;
+    if (bytes === 0) return;
+    this.take(bytes);
+    this.budget.retryWaiting();
   }
 
   /** Gives every byte back; safe to call more than once. */

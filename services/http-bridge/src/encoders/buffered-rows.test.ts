@@ -37,4 +37,22 @@ t(
   },
 );
 
+t(
+  "the body says how many bytes it still holds after each read, and 0 once read to its end or cancelled",
+  async () => {
+    const chunks = () => [Buffer.alloc(100), Buffer.alloc(200), Buffer.alloc(300)];
+    const heard: number[] = [];
+    const { body } = chunkedBody(chunks(), (left) => heard.push(left));
+    const reader = body.getReader();
+    while (!(await reader.read()).done) {}
+    // Each chunk read counts until the next read: it is still on its way to the socket.
+    assert.equal(heard, [600, 500, 300, 0]);
+    const cancelled: number[] = [];
+    const second = chunkedBody(chunks(), (left) => cancelled.push(left)).body.getReader();
+    await second.read();
+    await second.cancel();
+    assert.is(cancelled[cancelled.length - 1], 0);
+  },
+);
+
 t.run();

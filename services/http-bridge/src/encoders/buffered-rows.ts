@@ -46,18 +46,34 @@ export class BufferedRows {
 
 /**
  * A response body of chunks and its length. Each chunk is let go once the
- * response has read it, so the memory goes as the body is sent.
+ * response has read it, so the memory goes as the body is sent; `onLeft`
+ * hears the bytes not yet read after each read, and 0 once the body is done
+ * with, read to its end or cancelled (the caller left).
  */
-export function chunkedBody(chunks: Buffer[]): { body: ReadableStream<Uint8Array>; length: number } {
+export function chunkedBody(
+  chunks: Buffer[],
+  onLeft: (bytes: number) => void = () => {},
+): { body: ReadableStream<Uint8Array>; length: number } {
   let length = 0;
   for (const chunk of chunks) length += chunk.length;
+  let left = length;
   let next = 0;
   const body = new ReadableStream<Uint8Array>({
     pull(controller) {
       const chunk = chunks[next];
-      if (chunk === undefined) return controller.close();
+      if (chunk === undefined) {
+        onLeft(0);
+        return controller.close();
+      }
       chunks[next++] = EMPTY;
+      left -= chunk.length;
       controller.enqueue(chunk);
+      // The last chunk read is still on its way to the socket: counted until the next read.
+      onLeft(left + chunk.length);
+    },
+    cancel() {
+      chunks.fill(EMPTY);
+      onLeft(0);
     },
   });
   return { body, length };

@@ -208,53 +208,62 @@ async function bufferedJson(
   let encoder = rowEncoder([]);
   const rows = new BufferedRows();
   let footer: ResultFooter | undefined;
-  // A result past SMALL_RESULT_BYTES counts against the bridge-wide budget,
-  // until it has been assembled and handed to the HTTP response.
+  // A result past SMALL_RESULT_BYTES counts against the bridge-wide budget
+  // from its first rows until its last byte has gone to the socket.
   let share: BudgetHolder | undefined;
+  let handedOff = false;
   try {
-    for await (const message of call as AsyncIterable<ExecuteResponse>) {
-      if (message.header) {
-        columns = message.header.columns;
-        encoder = rowEncoder(columns);
-      } else if (message.rows) {
-        for (const row of message.rows.rows) rows.add(encodeRow(encoder, rowMode, row));
-        deps.metrics.rows.inc({ format: "json" }, message.rows.rows.length);
-        if (rows.bytes > deps.maxJsonResponseBytes) {
-          call.cancel();
-          return sendError(c, tooLargeToBuffer(deps));
+    try {
+      for await (const message of call as AsyncIterable<ExecuteResponse>) {
+        if (message.header) {
+          columns = message.header.columns;
+          encoder = rowEncoder(columns);
+        } else if (message.rows) {
+          for (const row of message.rows.rows) rows.add(encodeRow(encoder, rowMode, row));
+          deps.metrics.rows.inc({ format: "json" }, message.rows.rows.length);
+          if (rows.bytes > deps.maxJsonResponseBytes) {
+            call.cancel();
+            return sendError(c, tooLargeToBuffer(deps));
+          }
+          if (rows.bytes > SMALL_RESULT_BYTES) {
+            share ??= deps.jsonBudget.holder(c.req.raw.signal);
+            // Not reading the call meanwhile: HTTP/2 flow control holds query-grpc back.
+            const wait = share.holding(rows.bytes);
+            if (wait) await wait;
+          }
+        } else if (message.footer) {
+          footer = message.footer;
         }
-        if (rows.bytes > SMALL_RESULT_BYTES) {
-          share ??= deps.jsonBudget.holder(c.req.raw.signal);
-          // Not reading the call meanwhile: HTTP/2 flow control holds query-grpc back.
-          const wait = share.holding(rows.bytes);
-          if (wait) await wait;
-        }
-      } else if (message.footer) {
-        footer = message.footer;
       }
+    } catch (error) {
+      const failure = fromGrpcError(error as ServiceError);
+      if (failure.body.error.code !== "result_too_large") return sendError(c, failure);
+      // query-grpc's refusal, in the bridge's terms; its own words (which say so
+      // when a statement that cannot write had finished and committed) as detail.
+      return sendError(c, tooLargeToBuffer(deps, failure.body.error.message));
     }
-  } catch (error) {
-    const failure = fromGrpcError(error as ServiceError);
-    if (failure.body.error.code !== "result_too_large") return sendError(c, failure);
-    // query-grpc's refusal, in the bridge's terms; its own words (which say so
-    // when a statement that cannot write had finished and committed) as detail.
-    return sendError(c, tooLargeToBuffer(deps, failure.body.error.message));
+    if (!footer)
+      return sendError(c, requestError(502, "incomplete_result", "query-grpc ended the result early"));
+    const result = columns.length > 0 ? rows.array() : `"OK"`;
+    const rest = `,"columns":${columnsJson(columns)},${footerFields(footer)}}`;
+    const lsn = lsnOf(await trailer);
+    const responseHeaders = {
+      ...headers,
+      "content-type": "application/json",
+      ...(lsn ? { [LSN_HEADER]: lsn } : {}),
+    };
+    if (typeof result === "string") return c.body(`{"result":${result}${rest}`, 200, responseHeaders);
+    // What is left unsent stays counted: a caller who reads slowly holds its
+    // share until the socket has taken the last chunk, or SEND_TIMEOUT_MS cut it.
+    const held = share;
+    const { body, length } = chunkedBody([Buffer.from(`{"result":`), ...result, Buffer.from(rest)], (left) =>
+      left === 0 ? held?.release() : held?.sending(left),
+    );
+    handedOff = true;
+    return c.body(body, 200, { ...responseHeaders, "content-length": String(length) });
   } finally {
-    share?.release();
+    if (!handedOff) share?.release();
   }
-  if (!footer)
-    return sendError(c, requestError(502, "incomplete_result", "query-grpc ended the result early"));
-  const result = columns.length > 0 ? rows.array() : `"OK"`;
-  const rest = `,"columns":${columnsJson(columns)},${footerFields(footer)}}`;
-  const lsn = lsnOf(await trailer);
-  const responseHeaders = {
-    ...headers,
-    "content-type": "application/json",
-    ...(lsn ? { [LSN_HEADER]: lsn } : {}),
-  };
-  if (typeof result === "string") return c.body(`{"result":${result}${rest}`, 200, responseHeaders);
-  const { body, length } = chunkedBody([Buffer.from(`{"result":`), ...result, Buffer.from(rest)]);
-  return c.body(body, 200, { ...responseHeaders, "content-length": String(length) });
 }
 
 /** The 413 for a result over MAX_JSON_RESPONSE_BYTES, saying what to do instead; `detail`: query-grpc's account. */
