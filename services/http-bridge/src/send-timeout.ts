@@ -6,11 +6,20 @@
 // none of them goes out; a statement that takes long before its first row
 // waits with nothing to send and is never cut.
 import type { ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 
 /** What a watched response had sent when it was last seen moving. */
 interface Progress {
   sent: number;
+  /** Bytes libuv still had to hand to the kernel. */
+  queued: number;
   since: number;
+}
+
+/** libuv's count of bytes not yet taken by the kernel: it falls within one large write. */
+function queuedInLibuv(socket: Socket): number {
+  const handle = (socket as Socket & { _handle?: { writeQueueSize?: number } })._handle;
+  return handle?.writeQueueSize ?? 0;
 }
 
 export class SendTimeout {
@@ -29,8 +38,13 @@ export class SendTimeout {
 
   watch(res: ServerResponse): void {
     if (this.timer === undefined) return;
-    this.watched.set(res, { sent: -1, since: performance.now() });
+    this.watched.set(res, { sent: -1, queued: -1, since: performance.now() });
     res.once("close", () => this.watched.delete(res));
+  }
+
+  /** A response that will never close by itself (queued behind another on a connection now gone). */
+  forget(res: ServerResponse): void {
+    this.watched.delete(res);
   }
 
   close(): void {
@@ -45,10 +59,13 @@ export class SendTimeout {
       if (!socket || socket.destroyed) continue;
       const waiting = socket.writableLength;
       // bytesWritten counts bytes queued as well as sent: less what waits, it
-      // is what the kernel took, and it grows only while the caller reads.
+      // grows each time a write has gone whole to the kernel. Within one large
+      // write (a wide row, a batch of MBs) only libuv's queue shows progress.
       const sent = socket.bytesWritten - waiting;
-      if (waiting === 0 || sent !== progress.sent) {
+      const queued = queuedInLibuv(socket);
+      if (waiting === 0 || sent !== progress.sent || queued !== progress.queued) {
         progress.sent = sent;
+        progress.queued = queued;
         progress.since = now;
       } else if (now - progress.since >= this.timeoutMs) {
         this.watched.delete(res);

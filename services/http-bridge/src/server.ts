@@ -62,7 +62,16 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
     if (draining) res.setHeader("connection", "close");
     unanswered.add(res);
     sendTimeout.watch(res);
+    // A response queued behind another on a pipelined connection is never
+    // closed by Node when that connection goes: forget it then.
+    const socket = req.socket;
+    const connectionGone = () => {
+      unanswered.delete(res);
+      sendTimeout.forget(res);
+    };
+    socket.once("close", connectionGone);
     res.on("close", () => {
+      socket.off("close", connectionGone);
       unanswered.delete(res);
       // A stream whose headers went out before draining began left its connection open: close it now it is idle.
       if (draining) server.closeIdleConnections();

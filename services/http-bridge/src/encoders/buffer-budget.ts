@@ -1,4 +1,4 @@
-// How much JSON the whole bridge assembles at once. Each buffered response
+// How much buffered JSON the whole bridge holds at once. Each buffered response
 // is capped (MAX_JSON_RESPONSE_BYTES), but callers running such results side
 // by side would add up past the pod's memory: the kernel then kills the
 // bridge and every call in flight with it, writes mid-COMMIT included.
@@ -7,8 +7,10 @@
 // cancelling a statement that may be committing, so the caller could not be
 // told whether it wrote. Waiting stops reading the call, and HTTP/2 flow
 // control slows query-grpc's cursor down, as a slow client does. The oldest
-// holder always goes on, so responses that each wait for more cannot block
-// one another: the bridge assembles at most the budget plus one response.
+// holder, by when its request arrived, always goes on, so responses that
+// each wait for more cannot block one another (nor two pipelined on one
+// connection, where the later cannot be sent before the earlier): the
+// bridge holds at most the budget plus one response.
 //
 // A response holds its share until its last byte has gone to the socket,
 // less what it has sent so far: the budget is what the bridge holds, and a
@@ -22,7 +24,8 @@ export const SMALL_RESULT_BYTES = 64 * 1024;
 
 export class BufferBudget {
   private heldBytes = 0;
-  /** Every holder still holding or waiting, oldest first (a Set keeps insertion order). */
+  private arrivals = 0;
+  /** Every holder still holding or waiting. */
   private readonly holders = new Set<BudgetHolder>();
 
   constructor(
@@ -36,16 +39,33 @@ export class BufferBudget {
     return this.heldBytes;
   }
 
+  /**
+   * A place in line, taken when a request arrives. A response that asks for
+   * its share later is still older than the ones behind it: on a pipelined
+   * connection the later response cannot be sent before it, so it must not
+   * be the one that always goes on.
+   */
+  arrival(): number {
+    this.arrivals += 1;
+    return this.arrivals;
+  }
+
   /** A response's share, to grow as its rows arrive, shrink as it is sent, and give back at the end. */
-  holder(signal: AbortSignal): BudgetHolder {
-    const holder = new BudgetHolder(this, signal);
+  holder(signal: AbortSignal, arrival = this.arrival()): BudgetHolder {
+    const holder = new BudgetHolder(this, signal, arrival);
     this.holders.add(holder);
     return holder;
   }
 
   /** True when `holder` may take `bytes` more now. */
   fits(holder: BudgetHolder, bytes: number): boolean {
-    return this.heldBytes + bytes <= this.limitBytes || this.holders.values().next().value === holder;
+    return this.heldBytes + bytes <= this.limitBytes || this.oldest() === holder;
+  }
+
+  private oldest(): BudgetHolder | undefined {
+    let oldest: BudgetHolder | undefined;
+    for (const holder of this.holders) if (!oldest || holder.arrival < oldest.arrival) oldest = holder;
+    return oldest;
   }
 
   add(bytes: number): void {
@@ -65,7 +85,7 @@ export class BufferBudget {
 
   /** Bytes came back (a response done, or sending): the responses waiting get another look, oldest first. */
   retryWaiting(): void {
-    for (const waiting of this.holders) waiting.retry();
+    for (const waiting of [...this.holders].sort((a, b) => a.arrival - b.arrival)) waiting.retry();
   }
 }
 
@@ -76,6 +96,7 @@ export class BudgetHolder {
   constructor(
     private readonly budget: BufferBudget,
     private readonly signal: AbortSignal,
+    readonly arrival: number,
   ) {}
 
   /**

@@ -58,24 +58,29 @@ export function chunkedBody(
   for (const chunk of chunks) length += chunk.length;
   let left = length;
   let next = 0;
-  const body = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const chunk = chunks[next];
-      if (chunk === undefined) {
+  const body = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        const chunk = chunks[next];
+        if (chunk === undefined) {
+          onLeft(0);
+          return controller.close();
+        }
+        chunks[next++] = EMPTY;
+        left -= chunk.length;
+        controller.enqueue(chunk);
+        // The last chunk read is still on its way to the socket: counted until the next read.
+        onLeft(left + chunk.length);
+      },
+      cancel() {
+        chunks.fill(EMPTY);
         onLeft(0);
-        return controller.close();
-      }
-      chunks[next++] = EMPTY;
-      left -= chunk.length;
-      controller.enqueue(chunk);
-      // The last chunk read is still on its way to the socket: counted until the next read.
-      onLeft(left + chunk.length);
+      },
+      // No read-ahead: a chunk is taken only when the response asks for it, so
+      // what is not yet read is what the response has not yet written.
     },
-    cancel() {
-      chunks.fill(EMPTY);
-      onLeft(0);
-    },
-  });
+    { highWaterMark: 0 },
+  );
   return { body, length };
 }
 

@@ -35,6 +35,7 @@ import type { ExecuteClient } from "../upstream/execute-call.js";
 import { cancelWhenClientLeaves, passedOnHeaders } from "../upstream/grpc-client.js";
 import { executeBatch, isBatchBody } from "./batch.js";
 import { chooseFormat, type RowMode } from "./negotiate.js";
+import { responseLifetime } from "./raw-response.js";
 import { registryRoutes } from "./registry.js";
 import { streamedResponse } from "./streamed.js";
 
@@ -211,6 +212,8 @@ async function bufferedJson(
   // A result past SMALL_RESULT_BYTES counts against the bridge-wide budget
   // from its first rows until its last byte has gone to the socket.
   let share: BudgetHolder | undefined;
+  let shareOver: Promise<void> | undefined;
+  const arrival = deps.jsonBudget.arrival();
   let handedOff = false;
   try {
     try {
@@ -226,7 +229,11 @@ async function bufferedJson(
             return sendError(c, tooLargeToBuffer(deps));
           }
           if (rows.bytes > SMALL_RESULT_BYTES) {
-            share ??= deps.jsonBudget.holder(c.req.raw.signal);
+            if (!share) {
+              const lifetime = responseLifetime(c);
+              share = deps.jsonBudget.holder(lifetime.gone, arrival);
+              shareOver = lifetime.over;
+            }
             // Not reading the call meanwhile: HTTP/2 flow control holds query-grpc back.
             const wait = share.holding(rows.bytes);
             if (wait) await wait;
@@ -254,10 +261,17 @@ async function bufferedJson(
     };
     if (typeof result === "string") return c.body(`{"result":${result}${rest}`, 200, responseHeaders);
     // What is left unsent stays counted: a caller who reads slowly holds its
-    // share until the socket has taken the last chunk, or SEND_TIMEOUT_MS cut it.
+    // share until the socket has taken the last byte, or SEND_TIMEOUT_MS cut it.
     const held = share;
-    const { body, length } = chunkedBody([Buffer.from(`{"result":`), ...result, Buffer.from(rest)], (left) =>
-      left === 0 ? held?.release() : held?.sending(left),
+    const nodeResponse = shareOver !== undefined;
+    void shareOver?.then(() => held?.release());
+    const { body, length } = chunkedBody(
+      [Buffer.from(`{"result":`), ...result, Buffer.from(rest)],
+      (left) => {
+        // The last chunk read is still in the socket until the response is over.
+        if (left > 0) held?.sending(left);
+        else if (!nodeResponse) held?.release();
+      },
     );
     handedOff = true;
     return c.body(body, 200, { ...responseHeaders, "content-length": String(length) });

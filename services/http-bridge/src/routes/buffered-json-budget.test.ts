@@ -2,9 +2,10 @@
 // a response waits for others to finish rather than failing, because failing
 // would cancel a write that may be committing. These run the whole stack
 // with a 256 KiB budget and results of about 620 KB each.
+import { connect, type Socket } from "node:net";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { eventually, postQuery, startStack } from "../../../../test/helpers.js";
+import { eventually, type JsonBody, postQuery, startStack } from "../../../../test/helpers.js";
 
 const t = suite("buffered JSON over the bridge-wide budget");
 
@@ -102,5 +103,97 @@ t(
     assert.is(again.body.result.length, 600);
   },
 );
+
+/** Requests sent back to back on one connection (HTTP/1.1 pipelining). */
+function pipelined(...sqls: string[]): Socket {
+  const socket = connect(Number(new URL(url).port), "127.0.0.1");
+  socket.on("error", () => {});
+  for (const sql of sqls) {
+    const body = JSON.stringify({ query: sql });
+    socket.write(
+      `POST /query HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  return socket;
+}
+
+/** The JSON bodies of the first `count` responses on `socket`, in order (each has a content-length). */
+function responses(socket: Socket, count: number): Promise<Array<{ status: number; body: JsonBody }>> {
+  return new Promise((resolve, reject) => {
+    let buffered = Buffer.alloc(0);
+    const parsed: Array<{ status: number; body: JsonBody }> = [];
+    // A deadlock shows as this, not as a test that never ends.
+    const stuck = setTimeout(
+      () => reject(new Error(`only ${parsed.length} of ${count} responses in 15 s`)),
+      15_000,
+    );
+    socket.on("data", (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      for (;;) {
+        const end = buffered.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = buffered.subarray(0, end).toString("latin1");
+        const length = Number(/content-length: (\d+)/i.exec(head)?.[1]);
+        if (buffered.length < end + 4 + length) return;
+        const body = JSON.parse(buffered.subarray(end + 4, end + 4 + length).toString("utf8"));
+        parsed.push({ status: Number(head.slice(9, 12)), body });
+        buffered = buffered.subarray(end + 4 + length);
+        if (parsed.length === count) {
+          clearTimeout(stuck);
+          return resolve(parsed);
+        }
+      }
+    });
+    socket.on("close", () => {
+      clearTimeout(stuck);
+      reject(new Error(`connection closed after ${parsed.length} responses`));
+    });
+  });
+}
+
+t("two answers pipelined on one connection, the second assembled first, both arrive whole", async () => {
+  // The first starts its rows 0.5 s late: the second, which cannot be sent
+  // before it, has taken its share by then. Were the second the oldest
+  // holder, the first would wait for a share only the second can give back.
+  const socket = pipelined(
+    `select g as n, repeat('a', 1000) as v from generate_series(1, 600) g, pg_sleep(0.5)`,
+    `select g as n, repeat('b', 1000) as v from generate_series(1, 600) g`,
+  );
+  const [first, second] = await responses(socket, 2);
+  socket.destroy();
+  assert.is(first?.status, 200);
+  assert.is(second?.status, 200);
+  assert.is(first?.body.result.length, 600);
+  assert.ok(first?.body.result[0].v.startsWith("aaa"));
+  assert.is(second?.body.result.length, 600);
+  assert.ok(second?.body.result[0].v.startsWith("bbb"));
+  await eventually(
+    async () => (await metric("querygate_http_buffered_json_bytes")) === 0,
+    5000,
+    "the budget to be given back",
+  );
+});
+
+t("an answer queued behind another on a connection that closes gives its share back", async () => {
+  // Node closes neither a queued response nor its request's signal when the connection goes.
+  const socket = pipelined(
+    "select pg_sleep(2)",
+    `select g as n, repeat('q', 1000) as v from generate_series(1, 600) g`,
+  );
+  await eventually(
+    async () => (await metric("querygate_http_buffered_json_bytes")) > 0,
+    5000,
+    "the queued answer to take its share",
+  );
+  socket.destroy();
+  await eventually(
+    async () => (await metric("querygate_http_buffered_json_bytes")) === 0,
+    5000,
+    "the queued answer's share to be given back",
+  );
+  const after = await postQuery(url, { query: bigRead(8) });
+  assert.is(after.status, 200, after.text.slice(0, 300));
+  assert.is(after.body.result.length, 600);
+});
 
 t.run();

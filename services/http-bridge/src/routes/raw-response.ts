@@ -31,3 +31,38 @@ export function cutResponse(c: RawContext): boolean {
   outgoing.destroy();
   return true;
 }
+
+/**
+ * For a response that holds memory until it is sent: `gone` aborts when the
+ * caller is gone, and `over` settles once the response was sent whole or is
+ * gone. The connection's close counts as both: it is the only sign a
+ * response queued behind another on a pipelined connection ever gets (Node
+ * closes neither it nor its request's signal). The listeners go once it is
+ * over. Without a Node response (in `app.request()`) there is only the
+ * request's signal, and `over` is undefined.
+ */
+export function responseLifetime(c: RawContext): { gone: AbortSignal; over: Promise<void> | undefined } {
+  const outgoing = c.env?.outgoing;
+  const socket = c.env?.incoming?.socket;
+  if (!outgoing || !socket) return { gone: c.req.raw.signal, over: undefined };
+  const closed = new AbortController();
+  let settle = () => {};
+  const over = new Promise<void>((resolve) => {
+    settle = resolve;
+  });
+  const end = () => {
+    socket.off("close", lost);
+    outgoing.off("finish", end);
+    outgoing.off("close", end);
+    settle();
+  };
+  const lost = () => {
+    closed.abort();
+    end();
+  };
+  socket.once("close", lost);
+  outgoing.once("finish", end);
+  outgoing.once("close", end);
+  if (socket.destroyed) lost();
+  return { gone: AbortSignal.any([c.req.raw.signal, closed.signal]), over };
+}
