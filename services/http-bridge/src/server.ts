@@ -1,6 +1,6 @@
 // Starts the bridge's HTTP server from its configuration. Tests start it on port 0.
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Logger } from "../../shared/src/logger.js";
 import type { BridgeConfig } from "./config.js";
@@ -24,6 +24,34 @@ export interface BridgeServer {
    * finish; only what outlives that is cut.
    */
   close(graceMs?: number): Promise<void>;
+}
+
+/** Each connection's responses not yet closed, oldest first. */
+const openResponses = new WeakMap<Socket, Set<ServerResponse>>();
+
+/**
+ * Node never closes a response queued behind another on a pipelined
+ * connection when that connection goes, nor aborts its request's signal:
+ * its call would run on, and what it holds (a budget share, a watch) stay
+ * forever. When the connection closes, each such response gets the "close"
+ * a disconnect gives the one in front. One listener per connection, however
+ * many requests it carries.
+ */
+function closeWithConnection(req: IncomingMessage, res: ServerResponse): void {
+  const socket = req.socket;
+  let open = openResponses.get(socket);
+  if (!open) {
+    const responses = new Set<ServerResponse>();
+    open = responses;
+    openResponses.set(socket, responses);
+    socket.once("close", () => {
+      for (const queued of responses) if (!queued.socket && !queued.writableFinished) queued.emit("close");
+      responses.clear();
+    });
+  }
+  const responses = open;
+  responses.add(res);
+  res.once("close", () => responses.delete(res));
 }
 
 export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger): Promise<BridgeServer> {
@@ -62,16 +90,8 @@ export async function startBridge(config: Readonly<BridgeConfig>, logger: Logger
     if (draining) res.setHeader("connection", "close");
     unanswered.add(res);
     sendTimeout.watch(res);
-    // A response queued behind another on a pipelined connection is never
-    // closed by Node when that connection goes: forget it then.
-    const socket = req.socket;
-    const connectionGone = () => {
-      unanswered.delete(res);
-      sendTimeout.forget(res);
-    };
-    socket.once("close", connectionGone);
+    closeWithConnection(req, res);
     res.on("close", () => {
-      socket.off("close", connectionGone);
       unanswered.delete(res);
       // A stream whose headers went out before draining began left its connection open: close it now it is idle.
       if (draining) server.closeIdleConnections();

@@ -25,6 +25,8 @@ export const SMALL_RESULT_BYTES = 64 * 1024;
 export class BufferBudget {
   private heldBytes = 0;
   private arrivals = 0;
+  /** The holders waiting for bytes (at most one grow each), among those below. */
+  private readonly waiting = new Set<BudgetHolder>();
   /** Every holder still holding or waiting. */
   private readonly holders = new Set<BudgetHolder>();
 
@@ -85,7 +87,15 @@ export class BufferBudget {
 
   /** Bytes came back (a response done, or sending): the responses waiting get another look, oldest first. */
   retryWaiting(): void {
-    for (const waiting of [...this.holders].sort((a, b) => a.arrival - b.arrival)) waiting.retry();
+    // Called for every chunk sent: nothing to do in the usual case, nobody waiting.
+    if (this.waiting.size === 0) return;
+    for (const waiting of [...this.waiting].sort((a, b) => a.arrival - b.arrival)) waiting.retry();
+  }
+
+  /** `holder` waits for bytes (true) or no longer does (false). */
+  setWaiting(holder: BudgetHolder, waiting: boolean): void {
+    if (waiting) this.waiting.add(holder);
+    else this.waiting.delete(holder);
   }
 }
 
@@ -115,11 +125,13 @@ export class BudgetHolder {
       const done = () => {
         this.signal.removeEventListener("abort", done);
         this.pending = undefined;
+        this.budget.setWaiting(this, false);
         resolve();
       };
       if (this.signal.aborted) return done();
       this.signal.addEventListener("abort", done);
       this.pending = { bytes, resolve: done };
+      this.budget.setWaiting(this, true);
     });
   }
 
@@ -147,6 +159,7 @@ export class BudgetHolder {
   release(): void {
     const pending = this.pending;
     this.pending = undefined;
+    this.budget.setWaiting(this, false);
     this.budget.remove(this, this.bytes);
     this.bytes = 0;
     pending?.resolve();

@@ -35,7 +35,7 @@ import type { ExecuteClient } from "../upstream/execute-call.js";
 import { cancelWhenClientLeaves, passedOnHeaders } from "../upstream/grpc-client.js";
 import { executeBatch, isBatchBody } from "./batch.js";
 import { chooseFormat, type RowMode } from "./negotiate.js";
-import { responseLifetime } from "./raw-response.js";
+import { responseOver } from "./raw-response.js";
 import { registryRoutes } from "./registry.js";
 import { streamedResponse } from "./streamed.js";
 
@@ -230,9 +230,8 @@ async function bufferedJson(
           }
           if (rows.bytes > SMALL_RESULT_BYTES) {
             if (!share) {
-              const lifetime = responseLifetime(c);
-              share = deps.jsonBudget.holder(lifetime.gone, arrival);
-              shareOver = lifetime.over;
+              share = deps.jsonBudget.holder(c.req.raw.signal, arrival);
+              shareOver = responseOver(c);
             }
             // Not reading the call meanwhile: HTTP/2 flow control holds query-grpc back.
             const wait = share.holding(rows.bytes);

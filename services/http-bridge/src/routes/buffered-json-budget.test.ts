@@ -5,7 +5,14 @@
 import { connect, type Socket } from "node:net";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { eventually, type JsonBody, postQuery, startStack } from "../../../../test/helpers.js";
+import {
+  adminClient,
+  eventually,
+  type JsonBody,
+  postQuery,
+  runningStatements,
+  startStack,
+} from "../../../../test/helpers.js";
 
 const t = suite("buffered JSON over the bridge-wide budget");
 
@@ -195,5 +202,24 @@ t("an answer queued behind another on a connection that closes gives its share b
   assert.is(after.status, 200, after.text.slice(0, 300));
   assert.is(after.body.result.length, 600);
 });
+
+t(
+  "a statement queued behind another on a connection that closes is stopped, not run to its end",
+  async () => {
+    const admin = await adminClient();
+    const socket = pipelined("select pg_sleep(10)", "select 'queued' /* queued-cancel */ from pg_sleep(10)");
+    await eventually(
+      async () => (await runningStatements(admin, "%queued-cancel%")) === 1,
+      5000,
+      "the queued statement to start",
+    );
+    socket.destroy();
+    await eventually(
+      async () => (await runningStatements(admin, "%queued-cancel%")) === 0,
+      5000,
+      "the queued statement to be cancelled",
+    );
+  },
+);
 
 t.run();

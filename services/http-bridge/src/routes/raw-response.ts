@@ -33,36 +33,22 @@ export function cutResponse(c: RawContext): boolean {
 }
 
 /**
- * For a response that holds memory until it is sent: `gone` aborts when the
- * caller is gone, and `over` settles once the response was sent whole or is
- * gone. The connection's close counts as both: it is the only sign a
- * response queued behind another on a pipelined connection ever gets (Node
- * closes neither it nor its request's signal). The listeners go once it is
- * over. Without a Node response (in `app.request()`) there is only the
- * request's signal, and `over` is undefined.
+ * Settles once the Node response is over: sent whole ("finish") or gone
+ * ("close"; the server gives one to a response queued on a pipelined
+ * connection that closed, which Node does not). Undefined without a Node
+ * response (in `app.request()`).
  */
-export function responseLifetime(c: RawContext): { gone: AbortSignal; over: Promise<void> | undefined } {
+export function responseOver(c: RawContext): Promise<void> | undefined {
   const outgoing = c.env?.outgoing;
-  const socket = c.env?.incoming?.socket;
-  if (!outgoing || !socket) return { gone: c.req.raw.signal, over: undefined };
-  const closed = new AbortController();
-  let settle = () => {};
-  const over = new Promise<void>((resolve) => {
-    settle = resolve;
+  if (!outgoing) return undefined;
+  if (outgoing.writableFinished || outgoing.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const over = () => {
+      outgoing.off("finish", over);
+      outgoing.off("close", over);
+      resolve();
+    };
+    outgoing.once("finish", over);
+    outgoing.once("close", over);
   });
-  const end = () => {
-    socket.off("close", lost);
-    outgoing.off("finish", end);
-    outgoing.off("close", end);
-    settle();
-  };
-  const lost = () => {
-    closed.abort();
-    end();
-  };
-  socket.once("close", lost);
-  outgoing.once("finish", end);
-  outgoing.once("close", end);
-  if (socket.destroyed) lost();
-  return { gone: AbortSignal.any([c.req.raw.signal, closed.signal]), over };
 }
