@@ -245,6 +245,14 @@ export async function postQuery(
 }
 
 /** A superuser connection to the test database, for setting up and inspecting. */
+/** A metric of the bridge at `url` (the first line of that name, whatever its labels). */
+export async function bridgeMetric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+  if (!line) throw new Error(`no ${name} in the bridge's /metrics`);
+  return Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
 export async function adminClient(): Promise<pg.Client> {
   const { url } = await database();
   const client = new pg.Client(url);

@@ -7,6 +7,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
   adminClient,
+  bridgeMetric,
   eventually,
   type JsonBody,
   postQuery,
@@ -33,12 +34,7 @@ t.before(async () => {
   admin = await adminClient();
 });
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-  if (!line) throw new Error(`no ${name} in the bridge's /metrics`);
-  return Number(line.slice(line.lastIndexOf(" ") + 1));
-}
+const metric = (name: string) => bridgeMetric(url, name);
 
 const cuts = () => metric("querygate_http_send_timeouts_total");
 

@@ -7,6 +7,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import {
   adminClient,
+  bridgeMetric,
   eventually,
   type JsonBody,
   postQuery,
@@ -24,12 +25,7 @@ t.before(async () => {
   await postQuery(url, { query: "create table budget_writes (token text, n int, v text)" });
 });
 
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
-  if (!line) throw new Error(`no ${name} in the bridge's /metrics`);
-  return Number(line.slice(line.lastIndexOf(" ") + 1));
-}
+const metric = (name: string) => bridgeMetric(url, name);
 
 // pg_sleep in FROM runs once, before the rows: every statement starts its rows together.
 const bigRead = (i: number) =>
