@@ -6,6 +6,7 @@
 // Memory, cancel and drain bugs in these paths only show under load, which is
 // why they are here and not only in the services' tests.
 import { Agent } from "node:http";
+import { connect } from "node:net";
 import { type Bridge, type Ending, post } from "./clients.js";
 import { ENDLESS, ITEMS, json, rowsProblem, SLEEP, TEN_K } from "./kinds.js";
 import { between, type Kind, overGrpc, overHttp, succeeded, writeOutcome } from "./mix.js";
@@ -183,7 +184,44 @@ const cancelById: Kind = {
   },
 };
 
+/**
+ * Two requests pipelined on one connection, which closes while the first
+ * still runs: by then the second, a 0.6 MB result, is assembled and queued
+ * behind it. Node neither closes a queued response nor aborts its request's
+ * signal, so its budget share stayed taken for good (and a slower statement
+ * ran on): the budget check sees every share come back.
+ */
+const pipelinedThenGone: Kind = {
+  name: "http pipelined, gone while the first runs",
+  weight: 0.5,
+  expect: "give-up",
+  run: async (ctx, requestId) => {
+    const socket = connect(Number(new URL(ctx.bridge.url).port), "127.0.0.1");
+    socket.on("error", () => {});
+    const requests: Array<[string, string]> = [
+      [requestId, "select pg_sleep(1)"],
+      [`${requestId}.b`, "select g, repeat('p', 1000) as pad from generate_series(1, 600) g"],
+    ];
+    for (const [id, sql] of requests) {
+      const body = json({ query: sql });
+      socket.write(
+        `POST /query HTTP/1.1\r\nhost: soak\r\ncontent-type: application/json\r\nx-request-id: ${id}\r\n` +
+          `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    }
+    await pause(400);
+    socket.destroy();
+    return { ending: { kind: "gave-up" } };
+  },
+};
+
 const whenCancelled = (ending: Ending) =>
   ending.kind === "http" && ending.body.includes('"grpcStatus":"CANCELLED"');
 
-export const FEATURE_KINDS: readonly Kind[] = [...literalLookups, ...formats, ...idempotency, cancelById];
+export const FEATURE_KINDS: readonly Kind[] = [
+  ...literalLookups,
+  ...formats,
+  ...idempotency,
+  cancelById,
+  pipelinedThenGone,
+];
