@@ -42,11 +42,6 @@ export class SendTimeout {
     res.once("close", () => this.watched.delete(res));
   }
 
-  /** A response that will never close by itself (queued behind another on a connection now gone). */
-  forget(res: ServerResponse): void {
-    this.watched.delete(res);
-  }
-
   close(): void {
     clearInterval(this.timer);
     this.watched.clear();
