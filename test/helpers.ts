@@ -245,6 +245,15 @@ export async function postQuery(
 }
 
 /** A superuser connection to the test database, for setting up and inspecting. */
+/** POST /query with `{query: sql}` as raw HTTP/1.1 bytes, for tests that drive a socket themselves. */
+export function rawQueryRequest(sql: string, headers: Record<string, string> = {}): string {
+  const body = JSON.stringify({ query: sql });
+  const lines = Object.entries({ "content-type": "application/json", ...headers }).map(
+    ([k, v]) => `${k}: ${v}\r\n`,
+  );
+  return `POST /query HTTP/1.1\r\nhost: x\r\n${lines.join("")}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
+
 /** A metric of the bridge at `url` (the first line of that name, whatever its labels). */
 export async function bridgeMetric(url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();

@@ -124,11 +124,5 @@ export async function metricValue(metricsUrl: string, name: string): Promise<num
 
 /** V8's used heap in MiB from a service's /metrics (prom-client's default metrics), or NaN. */
 export async function heapUsedMb(metricsUrl: string): Promise<number> {
-  try {
-    const text = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(1000) })).text();
-    const match = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? ([\d.e+]+)$/m.exec(text);
-    return match ? Number(match[1]) / 2 ** 20 : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
+  return (await metricValue(metricsUrl, "nodejs_heap_size_used_bytes")) / 2 ** 20;
 }

@@ -11,6 +11,7 @@ import {
   eventually,
   type JsonBody,
   postQuery,
+  rawQueryRequest,
   runningStatements,
   startStack,
 } from "../../../test/helpers.js";
@@ -49,13 +50,9 @@ function request(
   sql: string,
   { accept = "application/json", flowing = true } = {},
 ): { socket: Socket; received: () => Buffer } {
-  const body = JSON.stringify({ query: sql });
   const socket = connect(port, "127.0.0.1");
   socket.pause();
-  socket.write(
-    `POST /query HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: ${accept}\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
+  socket.write(rawQueryRequest(sql, { accept, connection: "close" }));
   const chunks: Buffer[] = [];
   if (flowing) socket.on("data", (chunk: Buffer) => chunks.push(chunk));
   socket.on("error", () => {});

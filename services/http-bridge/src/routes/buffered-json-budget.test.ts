@@ -11,6 +11,7 @@ import {
   eventually,
   type JsonBody,
   postQuery,
+  rawQueryRequest,
   runningStatements,
   startStack,
 } from "../../../../test/helpers.js";
@@ -26,6 +27,10 @@ t.before(async () => {
 });
 
 const metric = (name: string) => bridgeMetric(url, name);
+
+/** Every share of the budget comes back (the gauge reads 0) within 5 s. */
+const budgetGivenBack = (what = "the budget to be given back") =>
+  eventually(async () => (await metric("querygate_http_buffered_json_bytes")) === 0, 5000, what);
 
 // pg_sleep in FROM runs once, before the rows: every statement starts its rows together.
 const bigRead = (i: number) =>
@@ -59,11 +64,7 @@ t(
       (await metric("querygate_http_buffered_json_waits_total")) > waitsBefore,
       "six results of 620 KB at once must have waited for a 256 KiB budget",
     );
-    await eventually(
-      async () => (await metric("querygate_http_buffered_json_bytes")) === 0,
-      5000,
-      "the budget to be given back",
-    );
+    await budgetGivenBack();
   },
 );
 
@@ -96,11 +97,7 @@ t(
     const older = await slow;
     assert.is(older.status, 200, older.text.slice(0, 300));
     assert.is(older.body.result.length, 400);
-    await eventually(
-      async () => (await metric("querygate_http_buffered_json_bytes")) === 0,
-      5000,
-      "the budget to be given back",
-    );
+    await budgetGivenBack();
     const again = await postQuery(url, { query: bigRead(7) });
     assert.is(again.status, 200, again.text.slice(0, 300));
     assert.is(again.body.result.length, 600);
@@ -111,12 +108,7 @@ t(
 function pipelined(...sqls: string[]): Socket {
   const socket = connect(Number(new URL(url).port), "127.0.0.1");
   socket.on("error", () => {});
-  for (const sql of sqls) {
-    const body = JSON.stringify({ query: sql });
-    socket.write(
-      `POST /query HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-    );
-  }
+  for (const sql of sqls) socket.write(rawQueryRequest(sql));
   return socket;
 }
 
@@ -170,11 +162,7 @@ t("two answers pipelined on one connection, the second assembled first, both arr
   assert.ok(first?.body.result[0].v.startsWith("aaa"));
   assert.is(second?.body.result.length, 600);
   assert.ok(second?.body.result[0].v.startsWith("bbb"));
-  await eventually(
-    async () => (await metric("querygate_http_buffered_json_bytes")) === 0,
-    5000,
-    "the budget to be given back",
-  );
+  await budgetGivenBack();
 });
 
 t("an answer queued behind another on a connection that closes gives its share back", async () => {
@@ -189,11 +177,7 @@ t("an answer queued behind another on a connection that closes gives its share b
     "the queued answer to take its share",
   );
   socket.destroy();
-  await eventually(
-    async () => (await metric("querygate_http_buffered_json_bytes")) === 0,
-    5000,
-    "the queued answer's share to be given back",
-  );
+  await budgetGivenBack("the queued answer's share to be given back");
   const after = await postQuery(url, { query: bigRead(8) });
   assert.is(after.status, 200, after.text.slice(0, 300));
   assert.is(after.body.result.length, 600);
