@@ -30,6 +30,8 @@ export interface LoadgenContext {
   startServices(label: string): Promise<{ grpc: Service; bridge: Service; metricsPort: number }>;
   stopServices(): Promise<void>;
   step(message: string): void;
+  /** With --perf: sample each path's services with perf in its first rep (paths.ts). */
+  onCpu?: { perf: string; dir: string };
 }
 
 type LoadgenPath = Path<Exclude<keyof LoadgenResults, "skipped">>;

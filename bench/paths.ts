@@ -3,7 +3,9 @@
 // order with the CPU of its servers read from /proc around every run, and
 // the generator's own CPU (read once it has exited) kept apart. One loop, so
 // the transport floor and the real paths are measured the same way.
+import { join } from "node:path";
 import type { GeneratorRun } from "./generators.js";
+import { OnCpuRecording, onCpuShares } from "./oncpu.js";
 import { CpuMeter, type CpuSource, reapedChildrenCpu } from "./processes.js";
 import type { GeneratorStats } from "./report.js";
 
@@ -24,6 +26,8 @@ export interface Schedule {
   warmupSeconds: number;
   reps: number;
   step(message: string): void;
+  /** Set with --perf: each path's first rep is also sampled by perf, each of its processes apart. */
+  onCpu?: { perf: string; dir: string };
 }
 
 export async function measurePaths<Key extends string>(
@@ -36,13 +40,31 @@ export async function measurePaths<Key extends string>(
   }
   const width = Math.max(28, ...paths.map((path) => path.label.length));
   const runs = new Map<Path<Key>, Array<{ run: GeneratorRun; cpu: Record<string, number> }>>();
+  const shares = new Map<Path<Key>, Record<string, Record<string, number>>>();
   for (let rep = 0; rep < schedule.reps; rep++) {
     // Rotate the order so no path always runs right after another.
     for (let k = 0; k < paths.length; k++) {
       const path = paths[(rep + k) % paths.length]!;
+      const sampled = rep === 0 && schedule.onCpu ? path.cpu.filter((source) => source.pid) : [];
+      const recordings = sampled.map((source) => {
+        const file = join(schedule.onCpu?.dir ?? "", `${path.key}-${source.name}.perf.data`);
+        return {
+          source,
+          file,
+          recording: OnCpuRecording.start(schedule.onCpu?.perf ?? "", source.pid ?? 0, file),
+        };
+      });
       const meter = new CpuMeter([...path.cpu, reapedChildrenCpu("client")]);
       const run = await path.once(schedule.seconds);
       const cpu = meter.stop();
+      if (recordings.length > 0) {
+        const byProcess: Record<string, Record<string, number>> = {};
+        for (const { source, file, recording } of recordings) {
+          await recording.stop();
+          byProcess[source.name] = await onCpuShares(schedule.onCpu?.perf ?? "", file);
+        }
+        shares.set(path, byProcess);
+      }
       if (run.requests === 0) throw new Error(`${path.label}: no request succeeded in ${schedule.seconds} s`);
       if (run.errors > 0) schedule.step(`  ${path.label}: ${run.errors} errors`);
       schedule.step(
@@ -52,8 +74,28 @@ export async function measurePaths<Key extends string>(
     }
   }
   const results: Partial<Record<Key, GeneratorStats>> = {};
-  for (const [path, done] of runs) results[path.key] = stats(path.tool, done);
+  for (const [path, done] of runs) {
+    const measured = stats(path.tool, done);
+    const sampled = shares.get(path);
+    if (sampled) measured.onCpu = onCpuMicroseconds(sampled, measured.cpuUsPerRequest);
+    results[path.key] = measured;
+  }
   return results;
+}
+
+/** Each process's measured CPU per request, split by the shares perf sampled. */
+function onCpuMicroseconds(
+  shares: Record<string, Record<string, number>>,
+  cpuUsPerRequest: Record<string, number>,
+): Record<string, Record<string, number>> {
+  return Object.fromEntries(
+    Object.entries(shares).map(([name, byOwner]) => [
+      name,
+      Object.fromEntries(
+        Object.entries(byOwner).map(([owner, share]) => [owner, share * (cpuUsPerRequest[name] ?? 0)]),
+      ),
+    ]),
+  );
 }
 
 function stats(

@@ -2,7 +2,7 @@
 // as production runs them, so their memory and CPU can be read from /proc
 // apart from the bench's own client work.
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.js";
@@ -18,6 +18,8 @@ export interface ServiceOptions {
   profileDir?: string;
   /** Distinguishes profiles and logs of the same service in different phases. */
   label: string;
+  /** Node writes /tmp/perf-PID.map, so perf can name the JIT's functions (bench/oncpu.ts). */
+  perfMap?: boolean;
 }
 
 export class Service {
@@ -27,6 +29,7 @@ export class Service {
     readonly name: string,
     readonly port: number,
     private readonly child: ChildProcess,
+    private readonly perfMap: boolean,
   ) {
     this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
   }
@@ -48,14 +51,17 @@ export class Service {
     const logFile = join(options.logDir, `${options.label}-${name}.log`);
     const log = openSync(logFile, "w");
     const portVariable = name === "query-grpc" ? "GRPC_PORT" : "PORT";
-    const nodeFlags = name === "query-grpc" ? queryGrpcFlags() : [];
+    const nodeFlags = [
+      ...(name === "query-grpc" ? queryGrpcFlags() : []),
+      ...(options.perfMap ? ["--perf-basic-prof"] : []),
+    ];
     const child = spawn(process.execPath, [...nodeFlags, ...profile, script], {
       cwd: options.root,
       env: { ...process.env, ...env, [portVariable]: String(port), SHUTDOWN_GRACE_MS: "0" },
       stdio: ["ignore", log, log],
     });
     closeSync(log);
-    const service = new Service(name, port, child);
+    const service = new Service(name, port, child, options.perfMap === true);
     const ready = name === "query-grpc" ? grpcServing(port) : bridgeReady(port);
     await Promise.race([
       ready(15_000),
@@ -73,6 +79,7 @@ export class Service {
   /** SIGTERM (so a CPU profile gets written), then SIGKILL if it lingers. */
   async stop(): Promise<void> {
     await stopChild(this.child, this.exited, 10_000);
+    if (this.perfMap) rmSync(`/tmp/perf-${this.pid}.map`, { force: true });
   }
 }
 
@@ -179,10 +186,12 @@ export interface CpuSource {
   name: string;
   /** User + system CPU seconds used so far. */
   seconds(): number;
+  /** Set for one process, which an on-CPU profile can then sample. */
+  pid?: number;
 }
 
 export function processCpu(name: string, pid: number): CpuSource {
-  return { name, seconds: () => cpuSeconds(pid) };
+  return { name, pid, seconds: () => cpuSeconds(pid) };
 }
 
 /** This process: the bench's clients and the direct-pg baseline. */

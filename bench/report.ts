@@ -40,6 +40,11 @@ export interface GeneratorStats {
    * (gunicorn, bridge, query-grpc, postgres) and `client`, the generator.
    */
   cpuUsPerRequest: Record<string, number>;
+  /**
+   * With --perf: each sampled process's CPU per request split by who asked
+   * for it (bench/oncpu.ts), µs, from the path's first rep.
+   */
+  onCpu?: Record<string, Record<string, number>>;
 }
 
 export interface LoadgenResults {

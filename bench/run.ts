@@ -7,6 +7,7 @@
 //   npm run bench -- --quick      small sizes, short runs (under a minute)
 //   npm run bench -- --only=bulk,small    some phases: bulk, small, loadgen, floor, first-row, big, formats
 //   npm run bench -- --profile    CPU profiles of the children in bench/profiles/
+//   npm run bench -- --perf       on-CPU profiles (Linux perf) of the loadgen phase's services
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -28,6 +29,7 @@ import {
 import { LOOKUP_SQL, loadTables, streamSql } from "./data.js";
 import { floorPhase } from "./floor.js";
 import { formatsPhase } from "./formats.js";
+import { findTool } from "./generators.js";
 import { closedLoop, median, percentile } from "./load.js";
 import { loadgenPhase } from "./loadgen.js";
 import {
@@ -56,6 +58,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const args = new Set(process.argv.slice(2));
 const quick = args.has("--quick");
 const profile = args.has("--profile");
+const perf = args.has("--perf") ? findTool("perf") : undefined;
 const onlyArg = process.argv.find((a) => a.startsWith("--only="));
 const PHASES = ["bulk", "small", "loadgen", "floor", "first-row", "big", "formats"] as const;
 const phases = new Set(onlyArg ? onlyArg.slice("--only=".length).split(",") : PHASES);
@@ -94,6 +97,8 @@ const workDir = join(root, ".data", "bench");
 // Kept after the run (overwritten by the next one): the services' logs, for when something fails.
 const logDir = join(workDir, "logs");
 const profileDir = profile ? join(root, "bench", "profiles") : undefined;
+// perf's recordings are large: they stay with the logs, their summary goes to results.json.
+const onCpuDir = perf ? join(workDir, "oncpu") : undefined;
 
 function step(message: string): void {
   process.stdout.write(`· ${message}\n`);
@@ -112,6 +117,12 @@ mkdirSync(logDir, { recursive: true });
 if (profileDir) {
   rmSync(profileDir, { recursive: true, force: true });
   mkdirSync(profileDir, { recursive: true });
+}
+if (onCpuDir) {
+  rmSync(onCpuDir, { recursive: true, force: true });
+  mkdirSync(onCpuDir, { recursive: true });
+} else if (args.has("--perf")) {
+  step("on-CPU profiles skipped: perf is not installed (Debian package linux-perf)");
 }
 
 // Production runs node dist/…; so does the bench, built from this checkout now.
@@ -176,7 +187,7 @@ try {
   results.loadSeconds = (performance.now() - started) / 1000;
 
   const startServices = async (label: string, withBridge: boolean) => {
-    const options = { root, logDir, profileDir, label };
+    const options = { root, logDir, profileDir, label, perfMap: perf !== undefined };
     // A port of its own for /metrics: the default one may be taken by another checkout's service.
     const metricsPort = await freePort();
     const grpc = await Service.start(
@@ -220,9 +231,15 @@ try {
       },
       stopServices,
       step,
+      ...(perf && onCpuDir ? { onCpu: { perf, dir: onCpuDir } } : {}),
     });
   if (results.loadgen && Object.keys(results.loadgen).some((key) => key !== "skipped"))
     results.notes.push(
+      ...(perf
+        ? [
+            "on-CPU: perf record -F499 -g of each querygate process during each loadgen path's first rep (node --perf-basic-prof); a sample goes to the nearest frame that names a module or folder, kernel and GC apart; shares times the measured CPU per request",
+          ]
+        : []),
       `loadgen: pgbench -n -M extended -c${sizes.callers} -j2; wrk -t2 -c${sizes.callers} with bench/lookup.lua (the Flask tool's body, or $1 and params); h2load -c${sizes.callers} -t2 -m1 with one pre-encoded Execute (the same id each call); Flask is shared/peers/seed-flask under gunicorn -w 2 (sync); the generators' CPU is shown apart and not counted`,
     );
   if (phases.has("floor")) {

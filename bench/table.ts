@@ -214,8 +214,26 @@ function loadgenTable(
     out.push(
       `    ${key.padEnd(15)}${cpuLine(stats.cpuUsPerRequest, 0, stats.tool)}   ${cpuGoals[key] ?? ""}`.trimEnd(),
     );
+  const sampled = measured.filter(({ stats }) => stats.onCpu);
+  if (sampled.length > 0) out.push("  On-CPU µs per request (perf), by who asked for the work:");
+  for (const { key, stats } of sampled)
+    for (const [name, byOwner] of Object.entries(stats.onCpu ?? {}))
+      out.push(...onCpuLines(`${key}, ${name}`, byOwner));
   for (const line of l.skipped) out.push(`  ${line}`);
   return out;
+}
+
+/** The largest owners of a process's CPU per request, then the rest in one figure. */
+function onCpuLines(label: string, byOwner: Record<string, number>): string[] {
+  const owners = Object.entries(byOwner).sort((a, b) => b[1] - a[1]);
+  const total = owners.reduce((sum, [, us]) => sum + us, 0);
+  const shown = owners.slice(0, 10);
+  const rest = owners.slice(10).reduce((sum, [, us]) => sum + us, 0);
+  return [
+    `    ${label}: ${total.toFixed(0)} µs`,
+    ...shown.map(([owner, us]) => `      ${us.toFixed(0).padStart(5)}  ${owner}`),
+    ...(rest > 0 ? [`      ${rest.toFixed(0).padStart(5)}  ${owners.length - shown.length} others`] : []),
+  ];
 }
 
 const FLOOR_ROWS = [
