@@ -2,7 +2,8 @@
 #   query-grpc:  docker run IMAGE --max-semi-space-size=8 --no-allocation-site-pretenuring \
 #                  dist/services/query-grpc/src/main.js
 #                (its node flags: services/query-grpc/src/node-flags.ts)
-#   http-bridge: docker run IMAGE            (the default CMD)
+#   http-bridge: docker run IMAGE            (the default CMD, with its node flags:
+#                services/http-bridge/src/node-flags.ts)
 # ENTRYPOINT is node itself (exec form, no npm, no shell), so SIGTERM reaches
 # the service, which drains and exits 0.
 #
@@ -42,4 +43,4 @@ USER 10001:10001
 # http-bridge 5000; query-grpc gRPC 50051 and metrics 9464.
 EXPOSE 5000 50051 9464
 ENTRYPOINT ["node"]
-CMD ["dist/services/http-bridge/src/main.js"]
+CMD ["--no-allocation-site-pretenuring", "dist/services/http-bridge/src/main.js"]

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { HealthCheckResponse_ServingStatus, HealthClient } from "../proto/gen/grpc/health/v1/health.js";
 import { freePort } from "../scripts/embedded-postgres.js";
+import { HTTP_BRIDGE_NODE_FLAGS } from "../services/http-bridge/src/node-flags.js";
 import { QUERY_GRPC_NODE_FLAGS } from "../services/query-grpc/src/node-flags.js";
 
 export interface ServiceOptions {
@@ -52,7 +53,7 @@ export class Service {
     const log = openSync(logFile, "w");
     const portVariable = name === "query-grpc" ? "GRPC_PORT" : "PORT";
     const nodeFlags = [
-      ...(name === "query-grpc" ? queryGrpcFlags() : []),
+      ...(name === "query-grpc" ? queryGrpcFlags() : HTTP_BRIDGE_NODE_FLAGS),
       ...(options.perfMap ? ["--perf-basic-prof"] : []),
     ];
     const child = spawn(process.execPath, [...nodeFlags, ...profile, script], {

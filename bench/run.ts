@@ -16,6 +16,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { freePort, startEmbeddedPostgres } from "../scripts/embedded-postgres.js";
+import { HTTP_BRIDGE_NODE_FLAGS } from "../services/http-bridge/src/node-flags.js";
 import {
   bridgeQuery,
   grpcClient,
@@ -162,7 +163,7 @@ const results: Results = {
     "direct pg baseline reads text form (type parsers return the string as is, rowMode array), in pg-cursor batches of the same sizes as query-grpc (100, then 2000)",
     "gRPC client decodes every message and touches every value; NDJSON client reads every byte and counts lines without parsing them",
     `services run from dist/ as child processes with LOG_LEVEL=info (one log line per request, as in production); direct pg pool max ${POOL_MAX} = query-grpc's POOL_MAX`,
-    `query-grpc node flags: ${queryGrpcFlags().join(" ") || "(none)"}`,
+    `query-grpc node flags: ${queryGrpcFlags().join(" ") || "(none)"}; http-bridge: ${HTTP_BRIDGE_NODE_FLAGS.join(" ")}`,
   ],
   targets: [],
 };

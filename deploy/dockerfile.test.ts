@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { parseAllDocuments } from "yaml";
+import { HTTP_BRIDGE_NODE_FLAGS } from "../services/http-bridge/src/node-flags.js";
 
 const t = suite("Dockerfile");
 
@@ -403,8 +404,8 @@ t("the runtime stage runs node directly, as a numeric non-root user, with NODE_E
   assert.equal(config.entrypoint, ["node"], `ENTRYPOINT is exec-form ["node"], not: ${config.entrypointRaw}`);
   assert.equal(
     config.cmd,
-    ["dist/services/http-bridge/src/main.js"],
-    "CMD defaults to the bridge, exec form",
+    [...HTTP_BRIDGE_NODE_FLAGS, "dist/services/http-bridge/src/main.js"],
+    "CMD defaults to the bridge after its node flags (node-flags.ts), exec form",
   );
   assert.is(config.workdir, "/app");
   for (const { keyword, args } of runtime.instructions)

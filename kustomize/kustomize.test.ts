@@ -38,6 +38,7 @@ import {
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
+import { HTTP_BRIDGE_NODE_FLAGS } from "../services/http-bridge/src/node-flags.js";
 import { QUERY_GRPC_NODE_FLAGS } from "../services/query-grpc/src/node-flags.js";
 
 const t = suite("kustomize overlays");
@@ -608,6 +609,18 @@ it("query-grpc starts node with the flags the bench measures it with, before its
       `${name}: query-grpc's container args are node-flags.ts's flags, then the script`,
     );
     assert.is(grpc.command, undefined, `${name}: query-grpc keeps the image's ENTRYPOINT (node)`);
+  }
+});
+
+it("http-bridge starts node with the flags the bench measures it with, before its script", () => {
+  for (const [name, objects] of builds()) {
+    const bridge = container(workload(objects, "http-bridge"));
+    assert.equal(
+      bridge.args,
+      [...HTTP_BRIDGE_NODE_FLAGS, "dist/services/http-bridge/src/main.js"],
+      `${name}: http-bridge's container args are node-flags.ts's flags, then the script`,
+    );
+    assert.is(bridge.command, undefined, `${name}: http-bridge keeps the image's ENTRYPOINT (node)`);
   }
 });
 
