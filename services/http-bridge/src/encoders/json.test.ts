@@ -20,4 +20,22 @@ t("a text value over 1 MiB encodes exactly as JSON.stringify would, escaped or n
   }
 });
 
+t("a short text value encodes exactly as JSON.stringify would, whatever its characters", () => {
+  const text = encoderFor(25);
+  const values = [
+    "",
+    "plain",
+    "2024-01-01 12:34:56+00",
+    'a "quote"',
+    "back\\slash",
+    "tab\there",
+    "\u007f del",
+  ];
+  // Every code unit below 0x80 and the edges of the surrogate range, alone and inside text.
+  for (let unit = 0; unit < 0x80; unit++)
+    values.push(String.fromCharCode(unit), `a${String.fromCharCode(unit)}b`);
+  values.push("\u2028", "é", "\ud83d\ude00", "\ud800", "x\udfff", "\ud7ff\ue000", "\ufeff");
+  for (const value of values) assert.is(text(value), JSON.stringify(value), JSON.stringify(value));
+});
+
 t.run();
