@@ -54,7 +54,14 @@ export class Service {
     const portVariable = name === "query-grpc" ? "GRPC_PORT" : "PORT";
     const nodeFlags = [
       ...(name === "query-grpc" ? queryGrpcFlags() : HTTP_BRIDGE_NODE_FLAGS),
-      ...(options.perfMap ? ["--perf-basic-prof"] : []),
+      // --perf-basic-prof also turns on V8's log, by default isolate-*.log in the working directory.
+      ...(options.perfMap
+        ? [
+            "--perf-basic-prof",
+            "--no-logfile-per-isolate",
+            `--logfile=${join(options.logDir, `${options.label}-${name}-v8.log`)}`,
+          ]
+        : []),
     ];
     const child = spawn(process.execPath, [...nodeFlags, ...profile, script], {
       cwd: options.root,
