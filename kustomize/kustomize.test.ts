@@ -600,28 +600,18 @@ it("the services use native gRPC and HTTP probes, PostgreSQL pg_isready", () => 
   }
 });
 
-it("query-grpc starts node with the flags the bench measures it with, before its script", () => {
-  for (const [name, objects] of builds()) {
-    const grpc = container(workload(objects, "query-grpc"));
-    assert.equal(
-      grpc.args,
-      [...QUERY_GRPC_NODE_FLAGS, "dist/services/query-grpc/src/main.js"],
-      `${name}: query-grpc's container args are node-flags.ts's flags, then the script`,
-    );
-    assert.is(grpc.command, undefined, `${name}: query-grpc keeps the image's ENTRYPOINT (node)`);
-  }
-});
-
-it("http-bridge starts node with the flags the bench measures it with, before its script", () => {
-  for (const [name, objects] of builds()) {
-    const bridge = container(workload(objects, "http-bridge"));
-    assert.equal(
-      bridge.args,
-      [...HTTP_BRIDGE_NODE_FLAGS, "dist/services/http-bridge/src/main.js"],
-      `${name}: http-bridge's container args are node-flags.ts's flags, then the script`,
-    );
-    assert.is(bridge.command, undefined, `${name}: http-bridge keeps the image's ENTRYPOINT (node)`);
-  }
+it("each service starts node with the flags the bench measures it with, before its script", () => {
+  const flags = { "query-grpc": QUERY_GRPC_NODE_FLAGS, "http-bridge": HTTP_BRIDGE_NODE_FLAGS };
+  for (const [name, objects] of builds())
+    for (const [service, nodeFlags] of Object.entries(flags)) {
+      const main = container(workload(objects, service));
+      assert.equal(
+        main.args,
+        [...nodeFlags, `dist/services/${service}/src/main.js`],
+        `${name}: ${service}'s container args are its node-flags.ts's flags, then the script`,
+      );
+      assert.is(main.command, undefined, `${name}: ${service} keeps the image's ENTRYPOINT (node)`);
+    }
 });
 
 it("every pod pauses before stopping and has time to drain", () => {
