@@ -104,8 +104,14 @@ t("a batch whose results outgrow its limit answers, and frees its connection, at
   );
   const ms = performance.now() - started;
   assert.equal(code, status.RESOURCE_EXHAUSTED);
-  assert.equal(await backends("abandon-batch"), 0, "the statement is not running any more");
   assert.ok(ms < 1000, `the batch answered after ${Math.round(ms)} ms`);
+  // PostgreSQL shows the cancelled backend idle a moment after the answer on a
+  // loaded machine; left running, the statement (10 GB of rows) would stay active far longer.
+  await eventually(
+    async () => (await backends("abandon-batch")) === 0,
+    2000,
+    "the statement to stop running",
+  );
 });
 
 t("a session whose reader pauses mid-statement, then cancels, frees its connection at once", async () => {
