@@ -171,6 +171,11 @@ export interface QueryOptions {
    * the first to find it too large. 0 = no limit.
    */
   maxResultBytes: string;
+  /**
+   * For max_result_bytes: the client buffers each row as a JSON array, so a
+   * row is counted without its column names.
+   */
+  maxResultBytesAsArrays: boolean;
 }
 
 export interface ExecuteResponse {
@@ -712,7 +717,14 @@ export const Value: MessageFns<Value> = {
 };
 
 function createBaseQueryOptions(): QueryOptions {
-  return { maxRows: "0", timeoutMs: 0, readOnly: false, applicationTag: "", maxResultBytes: "0" };
+  return {
+    maxRows: "0",
+    timeoutMs: 0,
+    readOnly: false,
+    applicationTag: "",
+    maxResultBytes: "0",
+    maxResultBytesAsArrays: false,
+  };
 }
 
 export const QueryOptions: MessageFns<QueryOptions> = {
@@ -731,6 +743,9 @@ export const QueryOptions: MessageFns<QueryOptions> = {
     }
     if (message.maxResultBytes !== "0") {
       writer.uint32(40).uint64(message.maxResultBytes);
+    }
+    if (message.maxResultBytesAsArrays !== false) {
+      writer.uint32(48).bool(message.maxResultBytesAsArrays);
     }
     return writer;
   },
@@ -788,6 +803,14 @@ export const QueryOptions: MessageFns<QueryOptions> = {
             message.maxResultBytes = reader.uint64().toString();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.maxResultBytesAsArrays = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -827,6 +850,11 @@ export const QueryOptions: MessageFns<QueryOptions> = {
         : isSet(object.max_result_bytes)
         ? globalThis.String(object.max_result_bytes)
         : "0",
+      maxResultBytesAsArrays: isSet(object.maxResultBytesAsArrays)
+        ? globalThis.Boolean(object.maxResultBytesAsArrays)
+        : isSet(object.max_result_bytes_as_arrays)
+        ? globalThis.Boolean(object.max_result_bytes_as_arrays)
+        : false,
     };
   },
 
@@ -847,6 +875,9 @@ export const QueryOptions: MessageFns<QueryOptions> = {
     if (message.maxResultBytes !== "0") {
       obj.maxResultBytes = message.maxResultBytes;
     }
+    if (message.maxResultBytesAsArrays !== false) {
+      obj.maxResultBytesAsArrays = message.maxResultBytesAsArrays;
+    }
     return obj;
   },
 
@@ -860,6 +891,7 @@ export const QueryOptions: MessageFns<QueryOptions> = {
     message.readOnly = object.readOnly ?? false;
     message.applicationTag = object.applicationTag ?? "";
     message.maxResultBytes = object.maxResultBytes ?? "0";
+    message.maxResultBytesAsArrays = object.maxResultBytesAsArrays ?? false;
     return message;
   },
 };

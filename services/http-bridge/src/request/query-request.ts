@@ -40,6 +40,7 @@ export function toExecuteRequest(body: QueryBody): ExecuteRequest {
       applicationTag: body.applicationTag ?? "",
       // Set by buffered JSON (routes/app.ts): the streamed formats have no limit.
       maxResultBytes: "0",
+      maxResultBytesAsArrays: false,
     },
   };
 }

@@ -198,7 +198,11 @@ async function bufferedJson(
   // check below only backs it up (a query-grpc without max_result_bytes).
   const limited = {
     ...request,
-    options: { ...request.options!, maxResultBytes: String(deps.maxJsonResponseBytes) },
+    options: {
+      ...request.options!,
+      maxResultBytes: String(deps.maxJsonResponseBytes),
+      maxResultBytesAsArrays: rowMode === "array",
+    },
   };
   const { call, headers } = startCall(c, deps, limited, metadata);
   // The trailer (a write's commit position) arrives with the status, after the last message.

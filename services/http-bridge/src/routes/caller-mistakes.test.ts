@@ -201,4 +201,18 @@ t(
   },
 );
 
+t("rows asked for as arrays count against the buffered JSON limit without their column names", async () => {
+  const { url: small } = await startStack({}, { MAX_JSON_RESPONSE_BYTES: "4096" });
+  // 60 rows of one short value under a 60-character name: about 4,100 bytes as
+  // objects, past the limit; about 400 as arrays.
+  const query = `select 'v' as ${"n".repeat(60)} from generate_series(1, 60)`;
+  const objects = await postQuery(small, { query });
+  assert.is(objects.status, 413, objects.text.slice(0, 300));
+  assert.is(objects.body.error.code, "result_too_large");
+  const arrays = await postQuery(small, { query, rowMode: "array" });
+  assert.is(arrays.status, 200, arrays.text.slice(0, 300));
+  assert.is(arrays.body.result.length, 60);
+  assert.equal(arrays.body.result[0], ["v"]);
+});
+
 t.run();

@@ -46,6 +46,8 @@ export interface Statement {
   maxRows: number;
   /** The most its rows may take as JSON text (results/json-bound.ts), checked before anything commits; 0 = no limit. */
   maxResultBytes?: number;
+  /** maxResultBytes counts rows as JSON arrays, without column names. */
+  maxResultBytesAsArrays?: boolean;
   timeoutMs: number;
   /**
    * The signal given to run() already aborts once timeoutMs has passed
@@ -396,6 +398,7 @@ export class Transaction {
         ? new JsonBound(
             fields.map((f) => f.name),
             maxBytes,
+            statement.maxResultBytesAsArrays,
           )
         : undefined;
     let sent = 0;

@@ -37,6 +37,33 @@ t("a row never takes more bytes as the bridge's JSON object than the bound count
   }
 });
 
+t("a row never takes more bytes as the bridge's JSON array than the bound for arrays counts", () => {
+  const encoder = rowEncoder(columns);
+  for (const row of rows) {
+    const nullColumns = row.flatMap((v, i) => (v === null ? [i] : []));
+    const json = `${encoder.array(
+      row.map((v) => v ?? ""),
+      nullColumns,
+    )},`;
+    const arrays = new JsonBound(
+      columns.map((c) => c.name),
+      Number.MAX_SAFE_INTEGER,
+      true,
+    );
+    arrays.add([row]);
+    assert.ok(
+      arrays.bytes >= Buffer.byteLength(json),
+      `${arrays.bytes} < ${Buffer.byteLength(json)}: ${json}`,
+    );
+    const objects = new JsonBound(
+      columns.map((c) => c.name),
+      Number.MAX_SAFE_INTEGER,
+    );
+    objects.add([row]);
+    assert.ok(arrays.bytes < objects.bytes, "column names are not counted for arrays");
+  }
+});
+
 t("rows past the limit are refused, rows within it are not", () => {
   const bound = new JsonBound(["v"], 100);
   assert.ok(bound.add([["x".repeat(80)]]));

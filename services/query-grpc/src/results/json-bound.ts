@@ -2,9 +2,11 @@
 // an upper bound of any JSON encoding of PostgreSQL's text forms, so a
 // client that buffers the result under the same limit (the bridge's buffered
 // JSON) never finds it too large after query-grpc let it through, and so
-// never after a write committed. Counted per row as a JSON object:
+// never after a write committed. Counted per row as a JSON object, or as an
+// array for a client that buffers arrays (max_result_bytes_as_arrays):
 //
 //   {"name":value,...},   each name as an escaped string, plus a colon and a comma
+//   [value,...],          a comma per value
 //   value                 its UTF-8 bytes as an escaped string (quotes, \" \\, \u00XX),
 //                         at least 5 (null, true, false)
 //   "{...}" (an array)    three times its bytes, plus its escapes: {t,f} becomes [true,false],
@@ -39,10 +41,11 @@ export class JsonBound {
   constructor(
     names: readonly string[],
     private readonly limit: number,
+    asArrays = false,
   ) {
-    // {} and the comma between rows, then per column its key, colon and comma.
+    // {} or [] and the comma between rows, then per column its comma, and for an object its key and colon.
     let perRow = 3;
-    for (const name of names) perRow += jsonStringBytes(name) + 2;
+    for (const name of names) perRow += asArrays ? 1 : jsonStringBytes(name) + 2;
     this.perRow = perRow;
   }
 

@@ -201,6 +201,7 @@ function executeRequest(
       params: request.params.map(toParam),
       maxRows: Number.isSafeInteger(maxRows) && maxRows > 0 ? maxRows : 0,
       maxResultBytes: Number.isFinite(maxResultBytes) && maxResultBytes > 0 ? maxResultBytes : 0,
+      maxResultBytesAsArrays: options?.maxResultBytesAsArrays ?? false,
       timeoutMs,
       // handleExecute's timer aborts the call's signal at timeoutMs.
       deadlineInSignal: true,
