@@ -43,4 +43,4 @@ USER 10001:10001
 # http-bridge 5000; query-grpc gRPC 50051 and metrics 9464.
 EXPOSE 5000 50051 9464
 ENTRYPOINT ["node"]
-CMD ["--no-allocation-site-pretenuring", "dist/services/http-bridge/src/main.js"]
+CMD ["--max-semi-space-size=8", "--no-allocation-site-pretenuring", "dist/services/http-bridge/src/main.js"]
