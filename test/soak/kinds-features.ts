@@ -138,8 +138,14 @@ const idempotency: Kind[] = [
   },
 ];
 
-/** The registry's calls get connections of their own: a caller's cancel must never wait behind the mix's pool. */
-const registryAgent = new Agent({ keepAlive: true });
+/**
+ * The registry's calls get connections of their own: a caller's cancel must
+ * never wait behind the mix's pool. A new one each: a kept-alive socket sits
+ * idle between cancels, and a DELETE sent on it just as the bridge's 5 s
+ * keep-alive timeout closes it is reset (ECONNRESET; once in a CI soak), a
+ * race of the client's pool, not of the bridge.
+ */
+const registryAgent = new Agent({ keepAlive: false });
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
