@@ -14,7 +14,14 @@ import {
   type ExecuteResponse,
   SessionRequest,
 } from "../../../../proto/gen/querygate/v1/query.js";
-import { adminClient, eventually, execute, grpcClient, startGrpc } from "../../../../test/helpers.js";
+import {
+  adminClient,
+  eventually,
+  execute,
+  grpcClient,
+  runningStatements,
+  startGrpc,
+} from "../../../../test/helpers.js";
 import { metric } from "../../../../test/replica-client.js";
 
 const t = suite("abandoned streamed statements");
@@ -30,15 +37,6 @@ t.before(async () => {
   admin = await adminClient();
   await execute(client, { sql: "create table if not exists streamed_abandon_sink (n int)" });
 });
-
-/** Backends of the pool: how many are there, and how many are running a statement. */
-async function backends(tag: string): Promise<number> {
-  const result = await admin.query(
-    "select count(*)::int as n from pg_stat_activity where state = 'active' and query like $1 and pid <> pg_backend_pid()",
-    [`%${tag}%`],
-  );
-  return result.rows[0].n as number;
-}
 
 /** Starts `sql`, stops reading after the first rows, cancels; returns ms from the cancel until `select 1` ran (POOL_MAX 1). */
 async function cancelWhilePaused(sql: string, readOnly: boolean): Promise<number> {
@@ -108,7 +106,7 @@ t("a batch whose results outgrow its limit answers, and frees its connection, at
   // PostgreSQL shows the cancelled backend idle a moment after the answer on a
   // loaded machine; left running, the statement (10 GB of rows) would stay active far longer.
   await eventually(
-    async () => (await backends("abandon-batch")) === 0,
+    async () => (await runningStatements(admin, "%abandon-batch%")) === 0,
     2000,
     "the statement to stop running",
   );
