@@ -9,12 +9,13 @@
 // and V8's garbage collector are counted apart. Combined with the CPU
 // the bench measured per request, the shares give µs per request.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { join } from "node:path";
 import { promisify } from "node:util";
 
 /** perf's sampling rate while a path runs: enough samples in 10 s, little overhead. */
 const SAMPLE_HZ = 499;
 
-export class OnCpuRecording {
+class OnCpuRecording {
   private readonly exited: Promise<void>;
 
   private constructor(private readonly child: ChildProcess) {
@@ -36,8 +37,34 @@ export class OnCpuRecording {
   }
 }
 
+/**
+ * One recording per process that has a pid, into `dir`; `shares()` stops them
+ * and reads each one's shares by owner, keyed by the process's name.
+ */
+export function sampleOnCpu(
+  { perf, dir }: { perf: string; dir: string },
+  label: string,
+  sources: ReadonlyArray<{ name: string; pid?: number }>,
+): { shares(): Promise<Record<string, Record<string, number>>> } {
+  const recordings = sources.flatMap(({ name, pid }) => {
+    if (!pid) return [];
+    const file = join(dir, `${label}-${name}.perf.data`);
+    return [{ name, file, recording: OnCpuRecording.start(perf, pid, file) }];
+  });
+  return {
+    async shares() {
+      const byProcess: Record<string, Record<string, number>> = {};
+      for (const { name, file, recording } of recordings) {
+        await recording.stop();
+        byProcess[name] = await onCpuShares(perf, file);
+      }
+      return byProcess;
+    },
+  };
+}
+
 /** Each category's share of a recording's samples, largest first. */
-export async function onCpuShares(perf: string, file: string): Promise<Record<string, number>> {
+async function onCpuShares(perf: string, file: string): Promise<Record<string, number>> {
   const { stdout } = await promisify(execFile)(perf, ["script", "-i", file], {
     maxBuffer: 1 << 30,
   });

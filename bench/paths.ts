@@ -3,9 +3,8 @@
 // order with the CPU of its servers read from /proc around every run, and
 // the generator's own CPU (read once it has exited) kept apart. One loop, so
 // the transport floor and the real paths are measured the same way.
-import { join } from "node:path";
 import type { GeneratorRun } from "./generators.js";
-import { OnCpuRecording, onCpuShares } from "./oncpu.js";
+import { sampleOnCpu } from "./oncpu.js";
 import { CpuMeter, type CpuSource, reapedChildrenCpu } from "./processes.js";
 import type { GeneratorStats } from "./report.js";
 
@@ -45,26 +44,12 @@ export async function measurePaths<Key extends string>(
     // Rotate the order so no path always runs right after another.
     for (let k = 0; k < paths.length; k++) {
       const path = paths[(rep + k) % paths.length]!;
-      const sampled = rep === 0 && schedule.onCpu ? path.cpu.filter((source) => source.pid) : [];
-      const recordings = sampled.map((source) => {
-        const file = join(schedule.onCpu?.dir ?? "", `${path.key}-${source.name}.perf.data`);
-        return {
-          source,
-          file,
-          recording: OnCpuRecording.start(schedule.onCpu?.perf ?? "", source.pid ?? 0, file),
-        };
-      });
+      const sampling =
+        rep === 0 && schedule.onCpu ? sampleOnCpu(schedule.onCpu, path.key, path.cpu) : undefined;
       const meter = new CpuMeter([...path.cpu, reapedChildrenCpu("client")]);
       const run = await path.once(schedule.seconds);
       const cpu = meter.stop();
-      if (recordings.length > 0) {
-        const byProcess: Record<string, Record<string, number>> = {};
-        for (const { source, file, recording } of recordings) {
-          await recording.stop();
-          byProcess[source.name] = await onCpuShares(schedule.onCpu?.perf ?? "", file);
-        }
-        shares.set(path, byProcess);
-      }
+      if (sampling) shares.set(path, await sampling.shares());
       if (run.requests === 0) throw new Error(`${path.label}: no request succeeded in ${schedule.seconds} s`);
       if (run.errors > 0) schedule.step(`  ${path.label}: ${run.errors} errors`);
       schedule.step(
